@@ -1,0 +1,132 @@
+"""The `llmops` command: parses arguments, calls one library function, formats the result."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from llmops_mlflow import __version__
+from llmops_mlflow.errors import LlmopsError
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="llmops")
+@click.option("-v", "--verbose", is_flag=True, help="Show debug diagnostics on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Offline-first RAG evaluation sweeps tracked in MLflow."""
+    ctx.obj = {"verbose": verbose}
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _quiet_libraries() -> None:
+    # Called after the libraries are imported: mlflow sets its own logger level on import.
+    verbose = (click.get_current_context().find_root().obj or {}).get("verbose", False)
+    for noisy in ("httpx", "chromadb", "alembic", "mlflow", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@cli.command()
+@click.argument("experiment", type=click.Path(path_type=Path))
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar (for logs and CI).")
+def sweep(experiment: Path, no_progress: bool) -> None:
+    """Run every configuration of the sweep file EXPERIMENT and log it to MLflow."""
+    from llmops_mlflow.config import load_sweep
+    from llmops_mlflow.sweep import run_sweep, summary_frame
+
+    _quiet_libraries()
+    total = _total_samples(load_sweep(experiment))
+    with _progress(total, enabled=not no_progress) as advance:
+        result = run_sweep(experiment, on_sample=advance)
+    _print_summary(summary_frame(result))
+    stdout.print(
+        f"parent run: {result.parent_run_id}  experiment: {result.experiment}  "
+        f"tracking: {result.tracking_uri}\n"
+        f"indexes built: {result.indexes_built}, reused: {result.indexes_reused}\n"
+        "compare the configs with: mlflow ui"
+    )
+
+
+@cli.command("schema")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("experiments/schema.json"))
+def schema(output: Path) -> None:
+    """Write the JSON Schema of sweep files (for editors) to OUTPUT."""
+    from llmops_mlflow.config import write_schema
+
+    stdout.print(f"wrote {write_schema(output)}")
+
+
+def _total_samples(loaded) -> int:
+    from llmops_mlflow.datasets import load_questions
+
+    dataset = load_questions(loaded.spec.dataset.questions, loaded.spec.dataset.limit)
+    return len(dataset.questions) * len(loaded.configs)
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=False,
+    )
+    task = bar.add_task("sweep", total=total)
+    with bar:
+        yield lambda _sample_id: bar.advance(task)
+
+
+def _print_summary(frame) -> None:
+    table = Table(title="sweep summary")
+    for column in frame.columns:
+        if column != "run_id":
+            table.add_column(column, overflow="fold")
+    for _, row in frame.iterrows():
+        table.add_row(*[_fmt(row[c]) for c in frame.columns if c != "run_id"])
+    stdout.print(table)
+
+
+def _fmt(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def main() -> None:
+    """Entry point: user mistakes become a message and exit code 2, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except LlmopsError as err:
+        stderr.print(f"[red]error:[/red] {err}", highlight=False)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        stderr.print("aborted")
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,318 @@
+"""Sweep files: pydantic models, YAML loading, grid expansion and stable config hashes."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from llmops_mlflow.errors import ConfigError
+
+SCHEMA_PATH = Path("experiments") / "schema.json"
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChunkingConfig(_Strict):
+    """How documents are split before they are embedded."""
+
+    method: Literal["recursive", "token", "markdown"] = "recursive"
+    chunk_size: int = Field(800, gt=0, description="characters (recursive, markdown) or tokens")
+    chunk_overlap: int = Field(80, ge=0)
+    encoding: str = Field("cl100k_base", description="tiktoken encoding for method=token")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+class EmbeddingConfig(_Strict):
+    """Which embedding model turns chunks and questions into vectors."""
+
+    provider: str = "local"
+    model: str = "all-MiniLM-L6-v2"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    batch_size: int = Field(32, gt=0)
+
+
+class RetrieverConfig(_Strict):
+    """How contexts are fetched from the index."""
+
+    search_type: Literal["similarity", "mmr"] = "similarity"
+    k: int = Field(4, gt=0, le=50)
+    fetch_k: int = Field(20, gt=0, description="candidates MMR re-ranks")
+    lambda_mult: float = Field(0.5, ge=0.0, le=1.0, description="MMR diversity weight")
+
+
+class Price(_Strict):
+    """A per-token price stated in the config, for models the catalogue does not know."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+class LLMConfig(_Strict):
+    """The chat model that writes the answer."""
+
+    provider: str = "local"
+    model: str = "smollm2-135m-instruct"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(128, gt=0)
+    seed: int | None = 0
+    n_ctx: int = Field(2048, gt=0, description="context window of the local model")
+    timeout_s: float = Field(60.0, gt=0)
+    price: Price | None = None
+
+
+class RagConfig(_Strict):
+    """One complete RAG configuration: a single point of a sweep."""
+
+    name: str = "base"
+    prompt: str = Field("concise", description="a file under experiments/prompts/ or a path")
+    chunking: ChunkingConfig = ChunkingConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    retriever: RetrieverConfig = RetrieverConfig()
+    llm: LLMConfig = LLMConfig()
+
+
+class DatasetConfig(_Strict):
+    """The corpus and the evaluation questions; paths are relative to the working directory."""
+
+    corpus: str
+    questions: str
+    limit: int | None = Field(None, gt=0, description="evaluate only the first N questions")
+
+
+class RunOptions(_Strict):
+    """How the sweep runs, as opposed to what it evaluates."""
+
+    index_dir: str = ".llmops/index"
+
+
+class Variant(_Strict):
+    """A named list entry: a partial override of the base config."""
+
+    name: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class SweepFile(_Strict):
+    """The YAML document of a sweep."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    experiment: str | None = Field(None, description="MLflow experiment; default: the name")
+    description: str = ""
+    dataset: DatasetConfig
+    base: RagConfig = RagConfig()
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: list[Variant] = Field(default_factory=list)
+    options: RunOptions = RunOptions()
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A RagConfig with its prompt text and the hash that identifies it."""
+
+    config: RagConfig
+    prompt_path: Path
+    prompt_text: str
+    config_hash: str
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A loaded sweep file with every configuration expanded."""
+
+    path: Path
+    spec: SweepFile
+    configs: tuple[ResolvedConfig, ...]
+    file_digest: str
+
+    @property
+    def experiment_name(self) -> str:
+        return self.spec.experiment or self.spec.name
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Load, validate and expand a sweep file.
+
+    Example:
+        >>> sweep = load_sweep("experiments/quickstart.yaml")
+        >>> [c.name for c in sweep.configs]
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    spec = _validate(SweepFile, raw, path)
+    configs = tuple(_resolve(config, path) for config in expand(spec, source=path))
+    _check_unique_names(configs, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return Sweep(path=path, spec=spec, configs=configs, file_digest=digest)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"sweep file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text: {err}") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _validate(model: type[M], data: dict[str, Any], path: Path, where: str = "") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, path, where)) from err
+
+
+def _describe(err: ValidationError, path: Path, where: str) -> str:
+    lines = [f"{path}: {err.error_count()} invalid setting(s){where}"]
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            hint = "unknown key; check its spelling against experiments/schema.json"
+            lines.append(f"  {key}: {hint}")
+            continue
+        lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def expand(spec: SweepFile, source: Path = Path("<sweep>")) -> list[RagConfig]:
+    """Expand variants x grid into concrete configs, each with a readable unique name."""
+    base = spec.base.model_dump()
+    variants = spec.variants or [Variant(name=spec.base.name)]
+    for key, values in spec.grid.items():
+        if not values:
+            raise ConfigError(f"{source}: grid.{key} is an empty list; give it at least one value")
+    keys = list(spec.grid)
+    configs = []
+    for variant in variants:
+        merged = _apply(base, variant.overrides, source, f"variant {variant.name!r}")
+        for values in itertools.product(*(spec.grid[key] for key in keys)):
+            data = _apply(merged, dict(zip(keys, values, strict=True)), source, "grid")
+            data["name"] = _point_name(variant.name, keys, values, bool(spec.variants))
+            configs.append(_validate(RagConfig, data, source, f" in config {data['name']!r}"))
+    return configs
+
+
+def _apply(base: dict[str, Any], overrides: dict[str, Any], source: Path, what: str) -> dict:
+    data = copy.deepcopy(base)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(
+                    f"{source}: {what} sets {dotted!r}, but {part!r} is not a section of a "
+                    "config (sections: chunking, embedding, retriever, llm)"
+                )
+            node = node[part]
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf] = {**node[leaf], **value}
+        else:
+            node[leaf] = value
+    return data
+
+
+def _point_name(variant: str, keys: list[str], values: tuple, named: bool) -> str:
+    parts = [variant] if named or not keys else []
+    parts += [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in zip(keys, values, strict=True)]
+    return ",".join(parts) or variant
+
+
+def _resolve(config: RagConfig, sweep_path: Path) -> ResolvedConfig:
+    from llmops_mlflow.prompts import load_template  # prompts sits beside config
+
+    try:
+        template_path, text = load_template(config.prompt, sweep_path.parent / "prompts")
+    except ConfigError as err:
+        raise ConfigError(f"{sweep_path}: config {config.name!r}: {err}") from err
+    return ResolvedConfig(
+        config=config,
+        prompt_path=template_path,
+        prompt_text=text,
+        config_hash=config_hash(config, text),
+    )
+
+
+def config_hash(config: RagConfig, prompt_text: str) -> str:
+    """A stable digest of everything that changes a result: the config and the prompt text.
+
+    The display name is left out, so renaming a config keeps its hash.
+    """
+    payload = config.model_dump(mode="json", exclude={"name"})
+    payload["prompt"] = hashlib.sha256(prompt_text.encode()).hexdigest()
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _check_unique_names(configs: tuple[ResolvedConfig, ...], path: Path) -> None:
+    seen: dict[str, str] = {}
+    for item in configs:
+        if item.config_hash in seen:
+            raise ConfigError(
+                f"{path}: configs {seen[item.config_hash]!r} and {item.name!r} are identical; "
+                "remove one of them"
+            )
+        seen[item.config_hash] = item.name
+
+
+def flatten(config: RagConfig) -> dict[str, str]:
+    """The config as MLflow params: dotted keys, string values."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = "" if value is None else str(value)
+
+    walk("", config.model_dump(mode="json"))
+    return flat
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a sweep file, for editors and for `experiments/schema.json`."""
+    schema = SweepFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "llmops-mlflow sweep file"
+    return schema
+
+
+def write_schema(path: str | Path = SCHEMA_PATH) -> Path:
+    """Write the JSON Schema of sweep files to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+    return path

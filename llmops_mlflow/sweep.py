@@ -1,0 +1,286 @@
+"""Run a sweep: every config over the dataset, scored and logged as MLflow child runs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from llmops_mlflow import tracking
+from llmops_mlflow.chain import Answer, ask, build_chain
+from llmops_mlflow.config import ResolvedConfig, Sweep, flatten, load_sweep
+from llmops_mlflow.cost import Pricing, pricing_for
+from llmops_mlflow.datasets import EvalDataset, load_questions
+from llmops_mlflow.documents import Corpus, load_corpus
+from llmops_mlflow.index import Index, IndexStore
+from llmops_mlflow.llms import get_chat_model
+from llmops_mlflow.prompts import PromptTemplate
+from llmops_mlflow.scoring import Sample, Score, score_all
+from llmops_mlflow.stats import bootstrap_mean, percentile
+
+logger = logging.getLogger(__name__)
+
+RETRIEVAL_SCORERS = ("recall_at_k", "mrr", "hit_rate")
+REFERENCE_SCORERS = ("answer_similarity", "answer_f1")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    """What one config produced: its run, its metrics and its per-sample rows."""
+
+    name: str
+    config_hash: str
+    run_id: str
+    metrics: dict[str, float | None]
+    table: pd.DataFrame
+    index_built: bool
+
+
+@dataclass
+class SweepResult:
+    """The parent run and every config's result, in sweep order."""
+
+    parent_run_id: str
+    experiment: str
+    tracking_uri: str
+    configs: list[ConfigResult] = field(default_factory=list)
+    indexes_built: int = 0
+    indexes_reused: int = 0
+
+
+def run_sweep(
+    sweep_file: str | Path, on_sample: Progress | None = None, tracking_uri: str | None = None
+) -> SweepResult:
+    """Run every config of a sweep file and log it to MLflow.
+
+    Example:
+        >>> result = run_sweep("experiments/quickstart.yaml")
+        >>> result.parent_run_id
+    """
+    sweep = load_sweep(sweep_file)
+    dataset = load_questions(sweep.spec.dataset.questions, sweep.spec.dataset.limit)
+    corpus = load_corpus(sweep.spec.dataset.corpus)
+    uri = tracking_uri or tracking.configure()
+    store = IndexStore(Path(sweep.spec.options.index_dir))
+    logger.info(
+        "sweep %s: %d configs x %d questions, corpus of %d documents",
+        sweep.spec.name,
+        len(sweep.configs),
+        len(dataset.questions),
+        len(corpus.documents),
+    )
+
+    tags = _sweep_tags(sweep, dataset, corpus)
+    run_name = f"{sweep.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with tracking.parent_run(sweep.experiment_name, run_name, tags) as parent_id:
+        result = SweepResult(parent_id, sweep.experiment_name, uri)
+        tracking.log_dict(sweep.spec.model_dump(mode="json"), "sweep.yaml")
+        for resolved in sweep.configs:
+            outcome = _run_config(resolved, dataset, corpus, store, tags, on_sample)
+            result.configs.append(outcome)
+        result.indexes_built, result.indexes_reused = len(store.built), len(store.reused)
+        _log_summary(result)
+    return result
+
+
+def _sweep_tags(sweep: Sweep, dataset: EvalDataset, corpus: Corpus) -> dict[str, str]:
+    return {
+        "llmops.sweep": sweep.spec.name,
+        "llmops.sweep_file": str(sweep.path),
+        "llmops.sweep_digest": sweep.file_digest,
+        "llmops.dataset_digest": dataset.digest,
+        "llmops.dataset": str(dataset.path),
+        "llmops.corpus_digest": corpus.digest,
+        "llmops.corpus": str(corpus.source),
+    }
+
+
+def _run_config(
+    resolved: ResolvedConfig,
+    dataset: EvalDataset,
+    corpus: Corpus,
+    store: IndexStore,
+    sweep_tags: dict[str, str],
+    on_sample: Progress | None,
+) -> ConfigResult:
+    config = resolved.config
+    index = store.get(corpus, config.chunking, config.embedding)
+    template = PromptTemplate(resolved.prompt_path, resolved.prompt_text)
+    chain = build_chain(index.store, config.retriever, template, get_chat_model(config.llm))
+    tags = {
+        **sweep_tags,
+        "llmops.config_hash": resolved.config_hash,
+        "llmops.index": index.key.collection_name,
+        "llmops.index_built": str(index.built).lower(),
+    }
+    with tracking.child_run(config.name, tags) as run_id:
+        samples = [_answer(chain, q, on_sample) for q in dataset.questions]
+        pricing = pricing_for(config.llm)
+        scores = score_all(samples, _scorer_names(dataset))
+        metrics = _metrics(samples, scores, pricing, config.retriever.k)
+        table = _table(samples, scores, pricing)
+        _log_config(resolved, index, pricing, metrics, table, template, dataset)
+    logger.info("config %s done: %s", config.name, _brief(metrics))
+    return ConfigResult(config.name, resolved.config_hash, run_id, metrics, table, index.built)
+
+
+def _scorer_names(dataset: EvalDataset) -> list[str]:
+    names = list(RETRIEVAL_SCORERS) if dataset.has_gold_ids else []
+    return names + (list(REFERENCE_SCORERS) if dataset.has_references else [])
+
+
+def _answer(chain, question, on_sample: Progress | None) -> Sample:
+    try:
+        sample = Sample(question, ask(chain, question.question))
+    except Exception as err:  # one failed call is recorded, never fatal to the sweep
+        logger.warning("question %s failed: %s: %s", question.id, type(err).__name__, err)
+        sample = Sample(question, None, f"{type(err).__name__}: {err}")
+    if on_sample:
+        on_sample(question.id)
+    return sample
+
+
+def _metrics(
+    samples: Sequence[Sample], scores: dict[str, list[Score]], pricing: Pricing, k: int
+) -> dict[str, float | None]:
+    answers = [s.answer for s in samples if s.answer is not None]
+    latencies = [a.latency_ms for a in answers]
+    costs = [pricing.cost(a.tokens_prompt, a.tokens_completion) for a in answers]
+    metrics: dict[str, float | None] = {
+        "samples": float(len(samples)),
+        "errors": float(len(samples) - len(answers)),
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+        "retrieval_p50_ms": percentile([a.retrieval_ms for a in answers], 50),
+        "tokens_prompt": float(sum(a.tokens_prompt for a in answers)),
+        "tokens_completion": float(sum(a.tokens_completion for a in answers)),
+        "cost_usd_total": sum(costs) if pricing.known else None,
+        "cost_usd_per_request": sum(costs) / len(costs) if pricing.known and costs else None,
+        "retriever_k": float(k),
+    }
+    for name, values in scores.items():
+        metrics |= _mean_metrics(name, values)
+    return metrics
+
+
+def _mean_metrics(name: str, values: list[Score]) -> dict[str, float | None]:
+    estimate = bootstrap_mean([s.value for s in values if s.scored])
+    unscorable = float(sum(not s.scored for s in values))
+    if estimate is None:
+        return {f"unscorable_{name}": unscorable}
+    return {
+        name: estimate.mean,
+        f"{name}_ci_low": estimate.ci_low,
+        f"{name}_ci_high": estimate.ci_high,
+        f"unscorable_{name}": unscorable,
+    }
+
+
+def _table(
+    samples: Sequence[Sample], scores: dict[str, list[Score]], pricing: Pricing
+) -> pd.DataFrame:
+    rows = []
+    for i, sample in enumerate(samples):
+        answer: Answer | None = sample.answer
+        row = {
+            "question_id": sample.question.id,
+            "question": sample.question.question,
+            "reference_answer": sample.question.reference_answer,
+            "gold_doc_ids": list(sample.question.gold_doc_ids or ()),
+            "answer": answer.answer if answer else None,
+            "contexts": list(answer.contexts) if answer else [],
+            "sources": list(answer.sources) if answer else [],
+            "tokens_prompt": answer.tokens_prompt if answer else None,
+            "tokens_completion": answer.tokens_completion if answer else None,
+            "cost_usd": pricing.cost(answer.tokens_prompt, answer.tokens_completion)
+            if answer
+            else None,
+            "latency_ms": answer.latency_ms if answer else None,
+            "error": sample.error,
+        }
+        for name, values in scores.items():
+            row[name] = values[i].value
+            row[f"{name}_reason"] = values[i].reason or None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _log_config(
+    resolved: ResolvedConfig,
+    index: Index,
+    pricing: Pricing,
+    metrics: dict[str, float | None],
+    table: pd.DataFrame,
+    template: PromptTemplate,
+    dataset: EvalDataset,
+) -> None:
+    tracking.log_params({**flatten(resolved.config), "config_hash": resolved.config_hash})
+    tracking.log_metrics(metrics)
+    tracking.log_table(table, "eval_results.json")
+    tracking.log_dict(resolved.config.model_dump(mode="json"), "config.yaml")
+    tracking.log_text(template.text, f"prompt/{resolved.prompt_path.name}")
+    example = dataset.questions[0]
+    context = "\n\n".join(f"[{i}] {c}" for i, c in enumerate(table["contexts"].iloc[0], 1))
+    tracking.log_text(
+        template.render(question=example.question, context=context), "prompt/rendered_example.txt"
+    )
+    tracking.log_dict(
+        {
+            "price_source": pricing.source,
+            "index": index.key.collection_name,
+            "index_chunks": index.chunks,
+            "index_built": index.built,
+        },
+        "run_info.json",
+    )
+
+
+def _log_summary(result: SweepResult) -> None:
+    frame = summary_frame(result)
+    tracking.log_table(frame, "sweep_summary.json")
+    tracking.log_metrics(
+        {
+            "configs": float(len(result.configs)),
+            "indexes_built": float(result.indexes_built),
+            "indexes_reused": float(result.indexes_reused),
+        }
+    )
+
+
+SUMMARY_METRICS = (
+    "recall_at_k",
+    "mrr",
+    "answer_similarity",
+    "answer_f1",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "tokens_prompt",
+    "tokens_completion",
+    "cost_usd_per_request",
+    "errors",
+)
+
+
+def summary_frame(result: SweepResult) -> pd.DataFrame:
+    """One row per config with the headline metrics, in sweep order."""
+    rows = [
+        {
+            "config": c.name,
+            "config_hash": c.config_hash,
+            "run_id": c.run_id,
+            **{m: c.metrics.get(m) for m in SUMMARY_METRICS},
+        }
+        for c in result.configs
+    ]
+    return pd.DataFrame(rows)
+
+
+def _brief(metrics: dict[str, float | None]) -> str:
+    shown = ("recall_at_k", "answer_similarity", "latency_p50_ms", "errors")
+    return ", ".join(f"{m}={metrics[m]:.3g}" for m in shown if metrics.get(m) is not None)

@@ -1,0 +1,102 @@
+"""MLflow logging: the tracking URI, parent and child runs, params, tables and artifacts."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+TAG_PREFIX = "llmops."
+MAX_PARAM_CHARS = 6000
+
+
+def configure() -> str:
+    """Use `MLFLOW_TRACKING_URI` when set, else a SQLite store in the working directory."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the working directory's repository, if there is one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def source_tags() -> dict[str, str]:
+    """Tags that tie a run to the code that produced it."""
+    commit = git_commit()
+    return {"mlflow.source.git.commit": commit, f"{TAG_PREFIX}git_commit": commit} if commit else {}
+
+
+@contextlib.contextmanager
+def parent_run(experiment: str, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
+    """Open the sweep's parent run; yields its id."""
+    mlflow.set_experiment(experiment)
+    with _run(run_name, tags, nested=False) as run_id:
+        yield run_id
+
+
+@contextlib.contextmanager
+def child_run(run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
+    """A nested run for one config under the active parent run."""
+    with _run(run_name, tags, nested=True) as run_id:
+        yield run_id
+
+
+@contextlib.contextmanager
+def _run(run_name: str, tags: Mapping[str, str], nested: bool) -> Iterator[str]:
+    # The final status tells the truth: FAILED on an error, KILLED on Ctrl-C.
+    run = mlflow.start_run(run_name=run_name, nested=nested, tags={**source_tags(), **tags})
+    status = "FINISHED"
+    try:
+        yield run.info.run_id
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        mlflow.end_run(status=status)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log params, truncating values MLflow would reject."""
+    mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()})
+
+
+def log_metrics(metrics: Mapping[str, float | None]) -> None:
+    """Log the metrics that have a value; None means not computed and is left out."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+
+
+def log_table(frame: pd.DataFrame, name: str) -> None:
+    """Log a DataFrame as an MLflow table (shown in the UI's evaluation view)."""
+    mlflow.log_table(data=frame, artifact_file=name)
+
+
+def log_text(text: str, name: str) -> None:
+    """Log a text artifact."""
+    mlflow.log_text(text, name)
+
+
+def log_dict(data: Mapping[str, Any], name: str) -> None:
+    """Log a dict as a YAML or JSON artifact, by the file's suffix."""
+    mlflow.log_dict(dict(data), name)

@@ -1,0 +1,165 @@
+"""Sweep files: validation messages, grid expansion, hashes and the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmops_mlflow.config import (
+    RagConfig,
+    config_hash,
+    flatten,
+    json_schema,
+    load_sweep,
+)
+from llmops_mlflow.errors import ConfigError
+
+from .conftest import REPO
+
+BASE = """\
+name: demo
+dataset: {corpus: "@CORPUS@", questions: "@QUESTIONS@"}
+options: {index_dir: "@INDEX@"}
+"""
+
+
+def test_grid_expands_to_the_cartesian_product(write_sweep):
+    path = write_sweep(
+        BASE + "grid:\n  chunking.chunk_size: [200, 400]\n  retriever.k: [1, 2, 3]\n"
+    )
+    sweep = load_sweep(path)
+    assert [c.name for c in sweep.configs] == [
+        "chunk_size=200,k=1",
+        "chunk_size=200,k=2",
+        "chunk_size=200,k=3",
+        "chunk_size=400,k=1",
+        "chunk_size=400,k=2",
+        "chunk_size=400,k=3",
+    ]
+    assert {c.config.chunking.chunk_size for c in sweep.configs} == {200, 400}
+
+
+def test_variants_times_grid_and_nested_overrides(write_sweep):
+    path = write_sweep(
+        BASE + "variants:\n"
+        "  - {name: small, overrides: {chunking: {chunk_size: 100, chunk_overlap: 10}}}\n"
+        "  - {name: cited, overrides: {prompt: cite, llm.max_tokens: 32}}\n"
+        "grid:\n  retriever.k: [1, 2]\n"
+    )
+    configs = load_sweep(path).configs
+    assert [c.name for c in configs] == ["small,k=1", "small,k=2", "cited,k=1", "cited,k=2"]
+    assert configs[0].config.chunking.chunk_size == 100
+    assert configs[0].config.chunking.method == "recursive"
+    assert configs[2].config.llm.max_tokens == 32
+    assert configs[2].prompt_path.name == "cite.txt"
+
+
+def test_a_sweep_without_grid_or_variants_is_the_base_config(write_sweep):
+    sweep = load_sweep(write_sweep(BASE))
+    assert [c.name for c in sweep.configs] == ["base"]
+    assert sweep.experiment_name == "demo"
+
+
+def test_hash_ignores_the_name_but_not_the_prompt_or_settings():
+    config = RagConfig()
+    assert config_hash(config, "p {question} {context}") == config_hash(
+        config.model_copy(update={"name": "renamed"}), "p {question} {context}"
+    )
+    assert config_hash(config, "a") != config_hash(config, "b")
+    changed = RagConfig.model_validate({"retriever": {"k": 9}})
+    assert config_hash(config, "a") != config_hash(changed, "a")
+
+
+def test_hash_is_stable_across_processes():
+    # A literal: if this changes, every stored run's hash stops matching its config.
+    assert config_hash(RagConfig(), "{question} {context}") == "035b812d81fb46b0"
+
+
+def test_flatten_gives_dotted_string_params():
+    flat = flatten(RagConfig())
+    assert flat["chunking.chunk_size"] == "800"
+    assert flat["llm.base_url"] == ""
+    assert flat["retriever.search_type"] == "similarity"
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        pytest.param(
+            BASE + "grid:\n  retriever.k: []\n",
+            r"grid\.retriever\.k is an empty list",
+            id="empty-grid",
+        ),
+        pytest.param(
+            BASE + "base: {retreiver: {k: 2}}\n", r"base\.retreiver: unknown key", id="unknown-key"
+        ),
+        pytest.param(
+            BASE + "base: {retriever: {k: many}}\n",
+            r"base\.retriever\.k: .*valid integer.*'many'",
+            id="wrong-type",
+        ),
+        pytest.param(
+            BASE + "grid:\n  retriever.k: [0]\n",
+            r"retriever\.k: .*greater than 0",
+            id="out-of-range-in-grid",
+        ),
+        pytest.param(
+            BASE + "grid:\n  retreiver.k: [1]\n",
+            r"'retreiver' is not a section",
+            id="unknown-section-in-grid",
+        ),
+        pytest.param(
+            BASE + "base: {chunking: {chunk_size: 100, chunk_overlap: 100}}\n",
+            r"chunk_overlap \(100\) must be smaller than chunk_size",
+            id="overlap",
+        ),
+        pytest.param(
+            BASE + "base: {prompt: nosuch}\n",
+            r"prompt 'nosuch' not found.*cite, concise",
+            id="missing-prompt",
+        ),
+        pytest.param("name: x\n", r"dataset: Field required", id="no-dataset"),
+        pytest.param(BASE + "grid:\n  retriever.k: [1, 1]\n", r"are identical", id="duplicate"),
+        pytest.param("name: [unclosed\n", r"invalid YAML at line 2", id="malformed-yaml"),
+        pytest.param("- a\n- b\n", r"expected a mapping at the top level", id="not-a-mapping"),
+        pytest.param(
+            "name: 'bad name!'\n" + BASE.split("\n", 1)[1],
+            r"name: String should match",
+            id="bad-name",
+        ),
+    ],
+)
+def test_bad_sweep_files_name_the_key_and_value(write_sweep, body, match):
+    path = write_sweep(body)
+    with pytest.raises(ConfigError, match=match) as caught:
+        load_sweep(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="sweep file not found"):
+        load_sweep(tmp_path / "nope.yaml")
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_sweep(path)
+
+
+def test_yaml_tags_that_build_objects_are_refused(write_sweep):
+    path = write_sweep("name: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_sweep(path)
+
+
+def test_committed_schema_is_up_to_date():
+    committed = json.loads((REPO / "experiments" / "schema.json").read_text(encoding="utf-8"))
+    assert committed == json_schema(), "run `llmops schema` to refresh experiments/schema.json"
+
+
+def test_project_sweeps_load():
+    for path in sorted((REPO / "experiments").glob("*.yaml")):
+        assert load_sweep(path).configs, path
