@@ -16,8 +16,22 @@ from rich.table import Table
 from llmops_mlflow import __version__
 from llmops_mlflow.errors import LlmopsError
 
-stdout = Console()
+# Piped output (logs, CI) keeps whole table rows instead of folding them at 80 columns.
+stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
+SUMMARY_HEADERS = {
+    "config": "config",
+    "recall_at_k": "recall@k",
+    "mrr": "MRR",
+    "answer_similarity": "answer sim",
+    "answer_f1": "answer F1",
+    "latency_p50_ms": "p50 ms",
+    "latency_p95_ms": "p95 ms",
+    "tokens_prompt": "prompt tok",
+    "tokens_completion": "compl. tok",
+    "cost_usd_per_request": "USD/request",
+    "errors": "errors",
+}
 
 
 @click.group()
@@ -110,7 +124,7 @@ def _fmt(value: object) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "-"
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.0f}"
     return str(value)
 
 

@@ -1,0 +1,167 @@
+"""The `llmops` command, `mlflow run` and `mlflow ui`, run as a user would run them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from .conftest import REPO
+
+BIN = Path(sys.executable).parent
+TINY = """\
+name: tiny
+experiment: {experiment}
+dataset: {{corpus: "@CORPUS@", questions: "@QUESTIONS@", limit: 1}}
+options: {{index_dir: "@INDEX@"}}
+base: {{llm: {{max_tokens: 16}}, retriever: {{k: 1}}}}
+"""
+
+
+def _llmops(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [str(BIN / "llmops"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["sweep"], ["schema"]], ids=["top", "sweep", "schema"])
+def test_help(command):
+    result = _llmops(*command, "--help")
+    assert result.returncode == 0
+    assert "Usage: llmops" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(
+            TINY + "grid: {{retriever.k: []}}\n",
+            "grid.retriever.k is an empty list",
+            id="empty-grid",
+        ),
+        pytest.param(
+            TINY.replace("@CORPUS@", "/nonexistent/corpus"), "corpus not found", id="missing-corpus"
+        ),
+        pytest.param("name: [\n", "invalid YAML at line 2", id="malformed"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(
+    write_sweep, use_store, body, message, tmp_path
+):
+    experiment = f"bad-{tmp_path.name}"
+    path = write_sweep(body.format(experiment=experiment) if "{experiment}" in body else body)
+    result = _llmops("sweep", "--no-progress", str(path))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert mlflow.get_experiment_by_name(experiment) is None
+
+
+def test_missing_sweep_file_exits_2(tmp_path):
+    result = _llmops("sweep", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "sweep file not found" in result.stderr
+
+
+def test_unknown_command_exits_2():
+    assert _llmops("sweeep").returncode == 2
+
+
+@pytest.mark.slow
+def test_sweep_command_prints_the_summary_and_parent_run(write_sweep, use_store, tmp_path):
+    path = write_sweep(TINY.format(experiment=f"cli-{tmp_path.name}"))
+    result = _llmops("sweep", "--no-progress", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "sweep summary" in result.stdout
+    parent_id = result.stdout.split("parent run: ")[1].split()[0]
+    assert mlflow.get_run(parent_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_mlflow_run_entry_point(write_sweep, use_store, tmp_path):
+    experiment = f"project-{tmp_path.name}"
+    path = write_sweep(TINY.format(experiment=experiment))
+    result = subprocess.run(
+        [
+            str(BIN / "mlflow"),
+            "run",
+            str(REPO),
+            "-e",
+            "sweep",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            experiment,
+            "-P",
+            f"experiment={path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PATH": _path()},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    assert len(runs) == 2
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    child = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
+    assert child.data.metrics["samples"] == 1
+
+
+def _path() -> str:
+    return f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_ui_serves_the_store(tracking_uri):
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "ui",
+            "--backend-store-uri",
+            tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PATH": _path()},
+    )
+    try:
+        assert _wait_ok(f"http://127.0.0.1:{port}/health", seconds=90)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_ok(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False
