@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -80,16 +82,6 @@ def test_unknown_command_exits_2():
 
 
 @pytest.mark.slow
-def test_sweep_command_prints_the_summary_and_parent_run(write_sweep, use_store, tmp_path):
-    path = write_sweep(TINY.format(experiment=f"cli-{tmp_path.name}"))
-    result = _llmops("sweep", "--no-progress", str(path))
-    assert result.returncode == 0, result.stderr
-    assert "sweep summary" in result.stdout
-    parent_id = result.stdout.split("parent run: ")[1].split()[0]
-    assert mlflow.get_run(parent_id).info.status == "FINISHED"
-
-
-@pytest.mark.slow
 def test_mlflow_run_entry_point(write_sweep, use_store, tmp_path):
     experiment = f"project-{tmp_path.name}"
     path = write_sweep(TINY.format(experiment=experiment))
@@ -131,28 +123,51 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_mlflow_ui_serves_the_store(tracking_uri):
+def test_quick_start_flow_sweep_then_mlflow_ui(write_sweep, tmp_path, monkeypatch):
+    """As the README says: `llmops sweep` in a folder, then `mlflow ui` there shows the runs."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = write_sweep(TINY.format(experiment="readme-flow"))
+    result = _llmops("sweep", "--no-progress", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sweep summary" in result.stdout
+    assert "tracking: sqlite:///mlflow.db" in result.stdout
+    parent_id = result.stdout.split("parent run: ")[1].split()[0]
+
     port = _free_port()
     server = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "ui",
-            "--backend-store-uri",
-            tracking_uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        [str(BIN / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PATH": _path()},
     )
     try:
-        assert _wait_ok(f"http://127.0.0.1:{port}/health", seconds=90)
+        base = f"http://127.0.0.1:{port}"
+        assert _wait_ok(f"{base}/health", seconds=90)
+        runs = _search_runs(base, "readme-flow")
     finally:
         server.terminate()
         server.wait(timeout=30)
+    by_id = {r["info"]["run_id"]: r for r in runs}
+    assert by_id[parent_id]["info"]["status"] == "FINISHED"
+    children = [r for r in runs if r["info"]["run_id"] != parent_id]
+    assert len(children) == 1
+    tags = {t["key"]: t["value"] for t in children[0]["data"]["tags"]}
+    assert tags["mlflow.parentRunId"] == parent_id
+
+
+def _search_runs(base: str, experiment: str) -> list[dict]:
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?{query}") as r:
+        experiment_id = json.load(r)["experiment"]["experiment_id"]
+    body = json.dumps({"experiment_ids": [experiment_id]}).encode()
+    request = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/runs/search",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)["runs"]
 
 
 def _wait_ok(url: str, seconds: float) -> bool:
