@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -35,6 +35,16 @@ class Answer:
     latency_ms: float
     retrieval_ms: float
     tokens_estimated: bool = False
+
+
+def answer_to_json(answer: Answer) -> dict[str, Any]:
+    """The answer as plain JSON, for the result cache."""
+    return asdict(answer)
+
+
+def answer_from_json(data: dict[str, Any]) -> Answer:
+    """Rebuild an answer stored by `answer_to_json`."""
+    return Answer(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def format_context(docs: list[LcDocument]) -> str:

@@ -58,7 +58,15 @@ def _quiet_libraries() -> None:
 @cli.command()
 @click.argument("experiment", type=click.Path(path_type=Path))
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar (for logs and CI).")
-def sweep(experiment: Path, no_progress: bool) -> None:
+@click.option("--no-cache", is_flag=True, help="Call the models even for unchanged configs.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".llmops/cache"),
+    show_default=True,
+    help="Where answers of unchanged configs are kept and replayed from.",
+)
+def sweep(experiment: Path, no_progress: bool, no_cache: bool, cache_dir: Path) -> None:
     """Run every configuration of the sweep file EXPERIMENT and log it to MLflow."""
     from llmops_mlflow.config import load_sweep
     from llmops_mlflow.sweep import run_sweep, summary_frame
@@ -66,12 +74,13 @@ def sweep(experiment: Path, no_progress: bool) -> None:
     _quiet_libraries()
     total = _total_samples(load_sweep(experiment))
     with _progress(total, enabled=not no_progress) as advance:
-        result = run_sweep(experiment, on_sample=advance)
+        result = run_sweep(experiment, on_sample=advance, cache_dir=None if no_cache else cache_dir)
     _print_summary(summary_frame(result))
     stdout.print(
         f"parent run: {result.parent_run_id}  experiment: {result.experiment}  "
         f"tracking: {result.tracking_uri}\n"
-        f"indexes built: {result.indexes_built}, reused: {result.indexes_reused}\n"
+        f"indexes built: {result.indexes_built}, reused: {result.indexes_reused}; "
+        f"model calls: {result.model_calls}, answers replayed from cache: {result.cache_hits}\n"
         "compare the configs with: mlflow ui"
     )
 

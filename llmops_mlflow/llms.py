@@ -128,6 +128,26 @@ PROVIDERS: dict[str, Callable[[LLMConfig], BaseChatModel]] = {
 }
 
 
+def model_identity(config: LLMConfig) -> dict[str, str]:
+    """What identifies the model's weights and runtime, for cache keys and run tags."""
+    if config.provider == "local" and config.model in LOCAL_MODELS:
+        from importlib.metadata import version
+
+        path = LOCAL_MODELS[config.model]()
+        return {
+            "model": f"local:{config.model}",
+            "weights": f"{path.name}:{path.stat().st_size}",
+            "runtime": f"llama-cpp-python=={version('llama-cpp-python')}",
+        }
+    # A remote endpoint reports no weights version; the model name and endpoint are all we know.
+    return {"model": f"{config.provider}:{config.model}", "endpoint": config.base_url or "default"}
+
+
+def is_deterministic(config: LLMConfig) -> bool:
+    """Greedy decoding, or sampling with a fixed seed: a cached result is a faithful replay."""
+    return config.temperature == 0 or config.seed is not None
+
+
 def get_chat_model(config: LLMConfig) -> BaseChatModel:
     """The chat model registered under `config.provider`."""
     try:

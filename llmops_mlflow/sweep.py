@@ -9,15 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from langchain_core.runnables import Runnable
 
 from llmops_mlflow import tracking
-from llmops_mlflow.chain import Answer, ask, build_chain
+from llmops_mlflow.cache import DEFAULT_CACHE_DIR, ResultCache, cache_key
+from llmops_mlflow.chain import Answer, answer_from_json, answer_to_json, ask, build_chain
 from llmops_mlflow.config import ResolvedConfig, Sweep, flatten, load_sweep
 from llmops_mlflow.cost import Pricing, pricing_for
-from llmops_mlflow.datasets import EvalDataset, load_questions
+from llmops_mlflow.datasets import EvalDataset, Question, load_questions
 from llmops_mlflow.documents import Corpus, load_corpus
 from llmops_mlflow.index import Index, IndexStore
-from llmops_mlflow.llms import get_chat_model
+from llmops_mlflow.llms import get_chat_model, is_deterministic, model_identity
 from llmops_mlflow.prompts import PromptTemplate
 from llmops_mlflow.scoring import Sample, Score, score_all
 from llmops_mlflow.stats import bootstrap_mean, percentile
@@ -40,6 +42,8 @@ class ConfigResult:
     metrics: dict[str, float | None]
     table: pd.DataFrame
     index_built: bool
+    model_calls: int = 0
+    cache_hits: int = 0
 
 
 @dataclass
@@ -49,15 +53,30 @@ class SweepResult:
     parent_run_id: str
     experiment: str
     tracking_uri: str
+    sweep_file: Path
     configs: list[ConfigResult] = field(default_factory=list)
     indexes_built: int = 0
     indexes_reused: int = 0
 
+    @property
+    def model_calls(self) -> int:
+        return sum(c.model_calls for c in self.configs)
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(c.cache_hits for c in self.configs)
+
 
 def run_sweep(
-    sweep_file: str | Path, on_sample: Progress | None = None, tracking_uri: str | None = None
+    sweep_file: str | Path,
+    on_sample: Progress | None = None,
+    tracking_uri: str | None = None,
+    cache_dir: Path | None = DEFAULT_CACHE_DIR,
 ) -> SweepResult:
     """Run every config of a sweep file and log it to MLflow.
+
+    `cache_dir=None` turns the result cache off; with it on, an unchanged config replays its
+    stored answers and makes no model call.
 
     Example:
         >>> result = run_sweep("experiments/quickstart.yaml")
@@ -78,14 +97,16 @@ def run_sweep(
 
     tags = _sweep_tags(sweep, dataset, corpus)
     run_name = f"{sweep.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cache = ResultCache(cache_dir)
     with tracking.parent_run(sweep.experiment_name, run_name, tags) as parent_id:
-        result = SweepResult(parent_id, sweep.experiment_name, uri)
+        result = SweepResult(parent_id, sweep.experiment_name, uri, sweep.path)
         tracking.log_dict(sweep.spec.model_dump(mode="json"), "sweep.yaml")
         for resolved in sweep.configs:
-            outcome = _run_config(resolved, dataset, corpus, store, tags, on_sample)
+            outcome = _run_config(resolved, dataset, corpus, store, cache, tags, on_sample)
             result.configs.append(outcome)
         result.indexes_built, result.indexes_reused = len(store.built), len(store.reused)
         _log_summary(result)
+    cache.close()
     return result
 
 
@@ -106,6 +127,7 @@ def _run_config(
     dataset: EvalDataset,
     corpus: Corpus,
     store: IndexStore,
+    cache: ResultCache,
     sweep_tags: dict[str, str],
     on_sample: Progress | None,
 ) -> ConfigResult:
@@ -113,6 +135,7 @@ def _run_config(
     index = store.get(corpus, config.chunking, config.embedding)
     template = PromptTemplate(resolved.prompt_path, resolved.prompt_text)
     chain = build_chain(index.store, config.retriever, template, get_chat_model(config.llm))
+    answerer = Answerer(chain, resolved, index, cache)
     tags = {
         **sweep_tags,
         "llmops.config_hash": resolved.config_hash,
@@ -120,14 +143,60 @@ def _run_config(
         "llmops.index_built": str(index.built).lower(),
     }
     with tracking.child_run(config.name, tags) as run_id:
-        samples = [_answer(chain, q, on_sample) for q in dataset.questions]
+        samples = [_answer(answerer, q, on_sample) for q in dataset.questions]
         pricing = pricing_for(config.llm)
         scores = score_all(samples, _scorer_names(dataset))
         metrics = _metrics(samples, scores, pricing, config.retriever.k)
         table = _table(samples, scores, pricing)
         _log_config(resolved, index, pricing, metrics, table, template, dataset)
+        # Cache use is a tag, not a metric: a replayed run must log identical metrics.
+        tracking.set_tags(
+            {"llmops.model_calls": answerer.calls, "llmops.cache_hits": answerer.hits}
+        )
     logger.info("config %s done: %s", config.name, _brief(metrics))
-    return ConfigResult(config.name, resolved.config_hash, run_id, metrics, table, index.built)
+    return ConfigResult(
+        config.name,
+        resolved.config_hash,
+        run_id,
+        metrics,
+        table,
+        index.built,
+        model_calls=answerer.calls,
+        cache_hits=answerer.hits,
+    )
+
+
+class Answerer:
+    """Answers questions with the chain, replaying cached answers of an unchanged config."""
+
+    def __init__(
+        self, chain: Runnable, resolved: ResolvedConfig, index: Index, cache: ResultCache
+    ) -> None:
+        self._chain = chain
+        self._cache = cache if is_deterministic(resolved.config.llm) else ResultCache(None)
+        if cache.enabled and not self._cache.enabled:
+            logger.warning(
+                "config %s samples without a seed; its answers are not cached", resolved.name
+            )
+        # The config hash covers prompt text, chunking, embedding, retriever and LLM settings;
+        # the index digest covers the corpus content; the identity covers model weights.
+        self._identity = {
+            "config": resolved.config_hash,
+            "index": index.key.digest,
+            **model_identity(resolved.config.llm),
+        }
+        self.calls = 0
+        self.hits = 0
+
+    def __call__(self, question: str) -> Answer:
+        key = cache_key("answer", {**self._identity, "question": question})
+        if (stored := self._cache.get(key)) is not None:
+            self.hits += 1
+            return answer_from_json(stored)
+        self.calls += 1
+        answer = ask(self._chain, question)
+        self._cache.put(key, "answer", answer_to_json(answer))
+        return answer
 
 
 def _scorer_names(dataset: EvalDataset) -> list[str]:
@@ -135,9 +204,9 @@ def _scorer_names(dataset: EvalDataset) -> list[str]:
     return names + (list(REFERENCE_SCORERS) if dataset.has_references else [])
 
 
-def _answer(chain, question, on_sample: Progress | None) -> Sample:
+def _answer(answerer: Answerer, question: Question, on_sample: Progress | None) -> Sample:
     try:
-        sample = Sample(question, ask(chain, question.question))
+        sample = Sample(question, answerer(question.question))
     except Exception as err:  # one failed call is recorded, never fatal to the sweep
         logger.warning("question %s failed: %s: %s", question.id, type(err).__name__, err)
         sample = Sample(question, None, f"{type(err).__name__}: {err}")

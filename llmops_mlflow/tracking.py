@@ -87,6 +87,11 @@ def log_metrics(metrics: Mapping[str, float | None]) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
 
 
+def set_tags(tags: Mapping[str, Any]) -> None:
+    """Set tags on the active run."""
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
 def log_table(frame: pd.DataFrame, name: str) -> None:
     """Log a DataFrame as an MLflow table (shown in the UI's evaluation view)."""
     mlflow.log_table(data=frame, artifact_file=name)

@@ -70,8 +70,8 @@ def two_sweeps(tmp_path_factory, tracking_uri):
     body = body.replace("@CORPUS@", str(corpus)).replace("@QUESTIONS@", str(questions))
     path = root / "sweep.yaml"
     path.write_text(body.replace("@INDEX@", str(root / "index")), encoding="utf-8")
-    first = run_sweep(path, tracking_uri=tracking_uri)
-    second = run_sweep(path, tracking_uri=tracking_uri)
+    first = run_sweep(path, tracking_uri=tracking_uri, cache_dir=root / "cache")
+    second = run_sweep(path, tracking_uri=tracking_uri, cache_dir=root / "cache")
     return first, second
 
 
@@ -124,12 +124,40 @@ def test_per_sample_table_matches_the_metrics(two_sweeps):
     assert all(len(c) == 2 for c in table["contexts"])
 
 
-def test_identical_reruns_log_identical_quality_metrics(two_sweeps):
+def test_an_unchanged_rerun_makes_no_model_call_and_logs_identical_metrics(two_sweeps):
     first, second = two_sweeps
+    assert (first.model_calls, first.cache_hits) == (8, 0)
+    assert (second.model_calls, second.cache_hits) == (0, 8)
     for a, b in zip(first.configs, second.configs, strict=True):
         assert a.config_hash == b.config_hash
+        assert a.metrics == b.metrics
+        assert mlflow.get_run(b.run_id).data.tags["llmops.model_calls"] == "0"
+
+
+def test_without_the_cache_the_model_is_called_and_quality_is_unchanged(two_sweeps, tracking_uri):
+    first, _ = two_sweeps
+    path = first.sweep_file
+    fresh = run_sweep(path, tracking_uri=tracking_uri, cache_dir=None)
+    assert (fresh.model_calls, fresh.cache_hits) == (8, 0)
+    for a, b in zip(first.configs, fresh.configs, strict=True):
         for metric in ("recall_at_k", "mrr", "answer_f1", "tokens_prompt", "tokens_completion"):
             assert a.metrics[metric] == b.metrics[metric], metric
+
+
+def test_a_changed_prompt_misses_the_cache(two_sweeps, tracking_uri):
+    first, _ = two_sweeps
+    prompt = first.sweep_file.parent / "prompts" / "cite.txt"
+    prompt.write_text(prompt.read_text(encoding="utf-8") + "\nBe brief.\n", encoding="utf-8")
+    changed = run_sweep(
+        first.sweep_file, tracking_uri=tracking_uri, cache_dir=first.sweep_file.parent / "cache"
+    )
+    calls = {c.name: c.model_calls for c in changed.configs}
+    assert calls == {
+        "chunk_size=120,prompt=concise": 0,
+        "chunk_size=120,prompt=cite": 2,
+        "chunk_size=200,prompt=concise": 0,
+        "chunk_size=200,prompt=cite": 2,
+    }
 
 
 def test_summary_frame_has_a_row_per_config(two_sweeps):
