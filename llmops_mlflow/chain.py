@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from operator import itemgetter
 from typing import Any
@@ -47,9 +48,14 @@ def answer_from_json(data: dict[str, Any]) -> Answer:
     return Answer(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def format_context(docs: list[LcDocument]) -> str:
+def number_contexts(texts: Iterable[str]) -> str:
     """Number the retrieved chunks so the model (and a reader) can refer to them."""
-    return "\n\n".join(f"[{i}] {doc.page_content.strip()}" for i, doc in enumerate(docs, 1))
+    return "\n\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(texts, 1))
+
+
+def format_context(docs: list[LcDocument]) -> str:
+    """The prompt's {context}: the retrieved chunks, numbered."""
+    return number_contexts(doc.page_content for doc in docs)
 
 
 def build_chain(

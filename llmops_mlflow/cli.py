@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from llmops_mlflow import __version__
+from llmops_mlflow.budget import BudgetExceeded
 from llmops_mlflow.errors import LlmopsError
 
 # Piped output (logs, CI) keeps whole table rows instead of folding them at 80 columns.
@@ -66,15 +67,24 @@ def _quiet_libraries() -> None:
     show_default=True,
     help="Where answers of unchanged configs are kept and replayed from.",
 )
-def sweep(experiment: Path, no_progress: bool, no_cache: bool, cache_dir: Path) -> None:
+@click.option(
+    "--dry-run", is_flag=True, help="Estimate calls, tokens and cost; call and log nothing."
+)
+def sweep(
+    experiment: Path, no_progress: bool, no_cache: bool, cache_dir: Path, dry_run: bool
+) -> None:
     """Run every configuration of the sweep file EXPERIMENT and log it to MLflow."""
     from llmops_mlflow.config import load_sweep
-    from llmops_mlflow.sweep import run_sweep, summary_frame
+    from llmops_mlflow.sweep import estimate_sweep, run_sweep, summary_frame
 
     _quiet_libraries()
+    cache = None if no_cache else cache_dir
+    if dry_run:
+        _print_estimate(estimate_sweep(experiment, cache), load_sweep(experiment).spec.budget_usd)
+        return
     total = _total_samples(load_sweep(experiment))
     with _progress(total, enabled=not no_progress) as advance:
-        result = run_sweep(experiment, on_sample=advance, cache_dir=None if no_cache else cache_dir)
+        result = run_sweep(experiment, on_sample=advance, cache_dir=cache)
     _print_summary(summary_frame(result))
     stdout.print(
         f"parent run: {result.parent_run_id}  experiment: {result.experiment}  "
@@ -83,6 +93,8 @@ def sweep(experiment: Path, no_progress: bool, no_cache: bool, cache_dir: Path) 
         f"model calls: {result.model_calls}, answers replayed from cache: {result.cache_hits}\n"
         "compare the configs with: mlflow ui"
     )
+    if result.stopped:
+        raise BudgetExceeded(f"{result.stopped}; the finished configs are logged")
 
 
 @cli.command("schema")
@@ -92,6 +104,30 @@ def schema(output: Path) -> None:
     from llmops_mlflow.config import write_schema
 
     stdout.print(f"wrote {write_schema(output)}")
+
+
+def _print_estimate(frame, budget_usd: float | None) -> None:
+    table = Table(title="dry run: nothing was called or logged")
+    for column in frame.columns:
+        table.add_column(
+            column, justify="left" if column in ("config", "price_source") else "right"
+        )
+    for _, row in frame.iterrows():
+        table.add_row(*[_fmt(row[c]) for c in frame.columns])
+    stdout.print(table)
+    costs = frame["cost_usd_est"]
+    total = None if costs.isna().any() else float(costs.sum())
+    stdout.print(
+        f"calls: {int(frame['calls'].sum())}, prompt tokens (est.): "
+        f"{int(frame['prompt_tokens_est'].sum()):,}, completion tokens (max): "
+        f"{int(frame['completion_tokens_max'].sum()):,}, cost (est.): "
+        f"{'unknown for some configs' if total is None else f'{total:.4f} USD'}"
+    )
+    if budget_usd is not None and total is not None and total > budget_usd:
+        stdout.print(
+            f"[yellow]the estimate exceeds budget_usd {budget_usd:g}: the sweep would "
+            "stop early[/yellow]"
+        )
 
 
 def _total_samples(loaded) -> int:

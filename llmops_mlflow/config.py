@@ -79,7 +79,14 @@ class LLMConfig(_Strict):
     seed: int | None = 0
     n_ctx: int = Field(2048, gt=0, description="context window of the local model")
     timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10, description="retries on 429, 5xx and timeouts")
+    max_concurrency: int = Field(4, gt=0, le=64, description="parallel calls to a remote model")
     price: Price | None = None
+
+
+# Settings that change how a result is obtained but never the result itself; they stay out
+# of the config hash so that changing them keeps cached answers and run comparisons valid.
+EXECUTION_ONLY = {"llm": {"max_concurrency", "max_retries"}}
 
 
 class RagConfig(_Strict):
@@ -124,6 +131,9 @@ class SweepFile(_Strict):
     base: RagConfig = RagConfig()
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[Variant] = Field(default_factory=list)
+    budget_usd: float | None = Field(
+        None, gt=0, description="hard cap on model spend; the sweep stops before crossing it"
+    )
     options: RunOptions = RunOptions()
 
 
@@ -270,7 +280,7 @@ def config_hash(config: RagConfig, prompt_text: str) -> str:
 
     The display name is left out, so renaming a config keeps its hash.
     """
-    payload = config.model_dump(mode="json", exclude={"name"})
+    payload = config.model_dump(mode="json", exclude={"name": True, **EXECUTION_ONLY})
     payload["prompt"] = hashlib.sha256(prompt_text.encode()).hexdigest()
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -118,7 +118,9 @@ def _make_openai(config: LLMConfig) -> BaseChatModel:
         max_tokens=config.max_tokens,
         seed=config.seed,
         timeout=config.timeout_s,
-        max_retries=3,
+        # The openai client retries 429, 5xx, timeouts and dropped connections with
+        # exponential backoff and jitter, and honours Retry-After.
+        max_retries=config.max_retries,
     )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,13 +14,22 @@ import pandas as pd
 from langchain_core.runnables import Runnable
 
 from llmops_mlflow import tracking
+from llmops_mlflow.budget import Budget, BudgetExceeded, chunk_stats, estimate_call
 from llmops_mlflow.cache import DEFAULT_CACHE_DIR, ResultCache, cache_key
-from llmops_mlflow.chain import Answer, answer_from_json, answer_to_json, ask, build_chain
-from llmops_mlflow.config import ResolvedConfig, Sweep, flatten, load_sweep
+from llmops_mlflow.chain import (
+    Answer,
+    answer_from_json,
+    answer_to_json,
+    ask,
+    build_chain,
+    number_contexts,
+)
+from llmops_mlflow.config import RagConfig, ResolvedConfig, Sweep, flatten, load_sweep
 from llmops_mlflow.cost import Pricing, pricing_for
 from llmops_mlflow.datasets import EvalDataset, Question, load_questions
 from llmops_mlflow.documents import Corpus, load_corpus
-from llmops_mlflow.index import Index, IndexStore
+from llmops_mlflow.embeddings import embedding_identity
+from llmops_mlflow.index import Index, IndexKey, IndexStore
 from llmops_mlflow.llms import get_chat_model, is_deterministic, model_identity
 from llmops_mlflow.prompts import PromptTemplate
 from llmops_mlflow.scoring import Sample, Score, score_all
@@ -57,6 +68,8 @@ class SweepResult:
     configs: list[ConfigResult] = field(default_factory=list)
     indexes_built: int = 0
     indexes_reused: int = 0
+    spent_usd: float = 0.0
+    stopped: str | None = None
 
     @property
     def model_calls(self) -> int:
@@ -95,19 +108,42 @@ def run_sweep(
         len(corpus.documents),
     )
 
+    budget = Budget(sweep.spec.budget_usd)
+    for resolved in sweep.configs:  # before anything is written, as every input error is
+        budget.check_priced(resolved.name, pricing_for(resolved.config.llm))
+
     tags = _sweep_tags(sweep, dataset, corpus)
     run_name = f"{sweep.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     cache = ResultCache(cache_dir)
+    context = _Context(dataset, corpus, store, cache, budget, tags, on_sample)
     with tracking.parent_run(sweep.experiment_name, run_name, tags) as parent_id:
         result = SweepResult(parent_id, sweep.experiment_name, uri, sweep.path)
         tracking.log_dict(sweep.spec.model_dump(mode="json"), "sweep.yaml")
-        for resolved in sweep.configs:
-            outcome = _run_config(resolved, dataset, corpus, store, cache, tags, on_sample)
-            result.configs.append(outcome)
+        try:
+            for resolved in sweep.configs:
+                result.configs.append(_run_config(resolved, context))
+        except BudgetExceeded as err:
+            result.stopped = str(err)
+            tracking.set_tags({"llmops.stopped": result.stopped})
+            logger.warning("sweep stopped: %s", err)
         result.indexes_built, result.indexes_reused = len(store.built), len(store.reused)
+        result.spent_usd = budget.spent_usd
         _log_summary(result)
     cache.close()
     return result
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every config of one sweep shares."""
+
+    dataset: EvalDataset
+    corpus: Corpus
+    store: IndexStore
+    cache: ResultCache
+    budget: Budget
+    tags: dict[str, str]
+    on_sample: Progress | None
 
 
 def _sweep_tags(sweep: Sweep, dataset: EvalDataset, corpus: Corpus) -> dict[str, str]:
@@ -122,37 +158,33 @@ def _sweep_tags(sweep: Sweep, dataset: EvalDataset, corpus: Corpus) -> dict[str,
     }
 
 
-def _run_config(
-    resolved: ResolvedConfig,
-    dataset: EvalDataset,
-    corpus: Corpus,
-    store: IndexStore,
-    cache: ResultCache,
-    sweep_tags: dict[str, str],
-    on_sample: Progress | None,
-) -> ConfigResult:
+def _run_config(resolved: ResolvedConfig, ctx: _Context) -> ConfigResult:
     config = resolved.config
-    index = store.get(corpus, config.chunking, config.embedding)
+    index = ctx.store.get(ctx.corpus, config.chunking, config.embedding)
     template = PromptTemplate(resolved.prompt_path, resolved.prompt_text)
     chain = build_chain(index.store, config.retriever, template, get_chat_model(config.llm))
-    answerer = Answerer(chain, resolved, index, cache)
+    pricing = pricing_for(config.llm)
+    answerer = Answerer(chain, resolved, index, ctx, pricing)
     tags = {
-        **sweep_tags,
+        **ctx.tags,
         "llmops.config_hash": resolved.config_hash,
         "llmops.index": index.key.collection_name,
         "llmops.index_built": str(index.built).lower(),
     }
     with tracking.child_run(config.name, tags) as run_id:
-        samples = [_answer(answerer, q, on_sample) for q in dataset.questions]
-        pricing = pricing_for(config.llm)
-        scores = score_all(samples, _scorer_names(dataset))
+        samples, stopped = _answer_all(answerer, ctx.dataset.questions, config, ctx.on_sample)
+        scores = score_all(samples, _scorer_names(ctx.dataset))
         metrics = _metrics(samples, scores, pricing, config.retriever.k)
         table = _table(samples, scores, pricing)
-        _log_config(resolved, index, pricing, metrics, table, template, dataset)
+        _log_config(resolved, index, pricing, metrics, table, template)
         # Cache use is a tag, not a metric: a replayed run must log identical metrics.
         tracking.set_tags(
             {"llmops.model_calls": answerer.calls, "llmops.cache_hits": answerer.hits}
         )
+        if stopped is not None:
+            # The partial results stay logged; the run ends FAILED and says why.
+            tracking.set_tags({"llmops.stopped": str(stopped)})
+            raise stopped
     logger.info("config %s done: %s", config.name, _brief(metrics))
     return ConfigResult(
         config.name,
@@ -166,37 +198,120 @@ def _run_config(
     )
 
 
+def answer_identity(resolved: ResolvedConfig, key: IndexKey) -> dict[str, str]:
+    """What a cached answer depends on, besides the question itself.
+
+    The config hash covers prompt text, chunking, embedding, retriever and LLM settings; the
+    index digest covers the corpus content; the model identity covers weights and runtime.
+    """
+    return {
+        "config": resolved.config_hash,
+        "index": key.digest,
+        **model_identity(resolved.config.llm),
+    }
+
+
+def estimate_sweep(
+    sweep_file: str | Path, cache_dir: Path | None = DEFAULT_CACHE_DIR
+) -> pd.DataFrame:
+    """What a sweep would call and spend, per config, without calling or spending anything.
+
+    Answers already in the cache cost nothing. Prompt tokens are the template, the question
+    and k chunks of mean length; completion tokens are the max_tokens upper bound.
+    """
+    sweep = load_sweep(sweep_file)
+    dataset = load_questions(sweep.spec.dataset.questions, sweep.spec.dataset.limit)
+    corpus = load_corpus(sweep.spec.dataset.corpus)
+    cache = ResultCache(cache_dir if cache_dir and cache_dir.exists() else None)
+    rows = [_estimate_config(resolved, dataset, corpus, cache) for resolved in sweep.configs]
+    cache.close()
+    return pd.DataFrame(rows)
+
+
+def _estimate_config(
+    resolved: ResolvedConfig, dataset: EvalDataset, corpus: Corpus, cache: ResultCache
+) -> dict[str, object]:
+    config = resolved.config
+    key = IndexKey(corpus.digest, config.chunking, embedding_identity(config.embedding))
+    identity = answer_identity(resolved, key)
+    stats = chunk_stats(corpus, config.chunking)
+    pricing = pricing_for(config.llm)
+    to_call = [
+        q
+        for q in dataset.questions
+        if cache.get(cache_key("answer", {**identity, "question": q.question})) is None
+    ]
+    estimates = [estimate_call(resolved, q.question, stats) for q in to_call]
+    prompt = sum(e.prompt_tokens for e in estimates)
+    completion = sum(e.completion_tokens_max for e in estimates)
+    return {
+        "config": resolved.name,
+        "questions": len(dataset.questions),
+        "cached": len(dataset.questions) - len(to_call),
+        "calls": len(to_call),
+        "prompt_tokens_est": round(prompt),
+        "completion_tokens_max": completion,
+        "cost_usd_est": pricing.cost(round(prompt), completion),
+        "price_source": pricing.source,
+    }
+
+
 class Answerer:
-    """Answers questions with the chain, replaying cached answers of an unchanged config."""
+    """Answers questions with the chain: replays cached answers, and respects the budget."""
 
     def __init__(
-        self, chain: Runnable, resolved: ResolvedConfig, index: Index, cache: ResultCache
+        self,
+        chain: Runnable,
+        resolved: ResolvedConfig,
+        index: Index,
+        ctx: _Context,
+        pricing: Pricing,
     ) -> None:
         self._chain = chain
-        self._cache = cache if is_deterministic(resolved.config.llm) else ResultCache(None)
-        if cache.enabled and not self._cache.enabled:
+        self._resolved = resolved
+        self._budget = ctx.budget
+        self._pricing = pricing
+        self._cache = ctx.cache if is_deterministic(resolved.config.llm) else ResultCache(None)
+        if ctx.cache.enabled and not self._cache.enabled:
             logger.warning(
                 "config %s samples without a seed; its answers are not cached", resolved.name
             )
-        # The config hash covers prompt text, chunking, embedding, retriever and LLM settings;
-        # the index digest covers the corpus content; the identity covers model weights.
-        self._identity = {
-            "config": resolved.config_hash,
-            "index": index.key.digest,
-            **model_identity(resolved.config.llm),
-        }
+        self._stats = (
+            chunk_stats(ctx.corpus, resolved.config.chunking)
+            if ctx.budget.cap_usd is not None
+            else None
+        )
+        self._identity = answer_identity(resolved, index.key)
+        self._lock = threading.Lock()
         self.calls = 0
         self.hits = 0
 
     def __call__(self, question: str) -> Answer:
         key = cache_key("answer", {**self._identity, "question": question})
         if (stored := self._cache.get(key)) is not None:
-            self.hits += 1
+            with self._lock:
+                self.hits += 1
             return answer_from_json(stored)
-        self.calls += 1
-        answer = ask(self._chain, question)
+        reserved = self._reserve(question)
+        with self._lock:
+            self.calls += 1
+        try:
+            answer = ask(self._chain, question)
+        except BaseException:
+            self._budget.settle(reserved, 0.0)
+            raise
+        cost = self._pricing.cost(answer.tokens_prompt, answer.tokens_completion)
+        self._budget.settle(reserved, cost or 0.0)
         self._cache.put(key, "answer", answer_to_json(answer))
         return answer
+
+    def _reserve(self, question: str) -> float:
+        if self._stats is None:
+            return 0.0
+        estimate = estimate_call(self._resolved, question, self._stats)
+        worst = self._pricing.cost(estimate.prompt_tokens_max, estimate.completion_tokens_max)
+        self._budget.reserve(worst or 0.0)
+        return worst or 0.0
 
 
 def _scorer_names(dataset: EvalDataset) -> list[str]:
@@ -204,15 +319,38 @@ def _scorer_names(dataset: EvalDataset) -> list[str]:
     return names + (list(REFERENCE_SCORERS) if dataset.has_references else [])
 
 
-def _answer(answerer: Answerer, question: Question, on_sample: Progress | None) -> Sample:
+def _answer_all(
+    answerer: Answerer, questions: Sequence[Question], config: RagConfig, on_sample: Progress | None
+) -> tuple[list[Sample], BudgetExceeded | None]:
+    """Answer every question (remote models in parallel); stop early only on the budget."""
+    workers = 1 if config.llm.provider == "local" else config.llm.max_concurrency
+    samples: dict[int, Sample] = {}
+    stopped: BudgetExceeded | None = None
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmops-ask") as pool:
+        futures = {pool.submit(_answer, answerer, q): i for i, q in enumerate(questions)}
+        for future in as_completed(futures):
+            if future.cancelled():
+                continue
+            try:
+                samples[futures[future]] = future.result()
+            except BudgetExceeded as err:
+                stopped = stopped or err
+                for pending in futures:
+                    pending.cancel()
+                continue
+            if on_sample:
+                on_sample(questions[futures[future]].id)
+    return [samples[i] for i in sorted(samples)], stopped
+
+
+def _answer(answerer: Answerer, question: Question) -> Sample:
     try:
-        sample = Sample(question, answerer(question.question))
+        return Sample(question, answerer(question.question))
+    except BudgetExceeded:
+        raise
     except Exception as err:  # one failed call is recorded, never fatal to the sweep
         logger.warning("question %s failed: %s: %s", question.id, type(err).__name__, err)
-        sample = Sample(question, None, f"{type(err).__name__}: {err}")
-    if on_sample:
-        on_sample(question.id)
-    return sample
+        return Sample(question, None, f"{type(err).__name__}: {err}")
 
 
 def _metrics(
@@ -287,18 +425,19 @@ def _log_config(
     metrics: dict[str, float | None],
     table: pd.DataFrame,
     template: PromptTemplate,
-    dataset: EvalDataset,
 ) -> None:
     tracking.log_params({**flatten(resolved.config), "config_hash": resolved.config_hash})
     tracking.log_metrics(metrics)
     tracking.log_table(table, "eval_results.json")
     tracking.log_dict(resolved.config.model_dump(mode="json"), "config.yaml")
     tracking.log_text(template.text, f"prompt/{resolved.prompt_path.name}")
-    example = dataset.questions[0]
-    context = "\n\n".join(f"[{i}] {c}" for i, c in enumerate(table["contexts"].iloc[0], 1))
-    tracking.log_text(
-        template.render(question=example.question, context=context), "prompt/rendered_example.txt"
-    )
+    # The prompt exactly as the model saw it, for the first question that got an answer.
+    answered = table[table["answer"].notna()] if len(table) else table
+    if len(answered):
+        first = answered.iloc[0]
+        context = number_contexts(first["contexts"])
+        rendered = template.render(question=first["question"], context=context)
+        tracking.log_text(rendered, "prompt/rendered_example.txt")
     tracking.log_dict(
         {
             "price_source": pricing.source,
