@@ -112,6 +112,11 @@ class RunOptions(_Strict):
     """How the sweep runs, as opposed to what it evaluates."""
 
     index_dir: str = ".llmops/index"
+    primary_metric: str | None = Field(
+        None,
+        description="the quality metric configs are compared on; default: answer_similarity, "
+        "else answer_f1, else recall_at_k, whichever the dataset allows",
+    )
 
 
 class Variant(_Strict):

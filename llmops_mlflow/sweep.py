@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from llmops_mlflow.chain import (
     build_chain,
     number_contexts,
 )
+from llmops_mlflow.compare import paired_comparison, pareto_front, pareto_plot
 from llmops_mlflow.config import RagConfig, ResolvedConfig, Sweep, flatten, load_sweep
 from llmops_mlflow.cost import Pricing, pricing_for
 from llmops_mlflow.datasets import EvalDataset, Question, load_questions
@@ -70,6 +72,8 @@ class SweepResult:
     indexes_reused: int = 0
     spent_usd: float = 0.0
     stopped: str | None = None
+    comparison: pd.DataFrame | None = None
+    pareto: pd.DataFrame | None = None
 
     @property
     def model_calls(self) -> int:
@@ -128,7 +132,7 @@ def run_sweep(
             logger.warning("sweep stopped: %s", err)
         result.indexes_built, result.indexes_reused = len(store.built), len(store.reused)
         result.spent_usd = budget.spent_usd
-        _log_summary(result)
+        _log_summary(result, sweep.spec.options.primary_metric)
     cache.close()
     return result
 
@@ -449,7 +453,7 @@ def _log_config(
     )
 
 
-def _log_summary(result: SweepResult) -> None:
+def _log_summary(result: SweepResult, primary: str | None) -> None:
     frame = summary_frame(result)
     tracking.log_table(frame, "sweep_summary.json")
     tracking.log_metrics(
@@ -459,6 +463,38 @@ def _log_summary(result: SweepResult) -> None:
             "indexes_reused": float(result.indexes_reused),
         }
     )
+    tracking.set_tags(
+        {
+            "llmops.model_calls": result.model_calls,
+            "llmops.cache_hits": result.cache_hits,
+            "llmops.spent_usd": f"{result.spent_usd:.6f}",
+        }
+    )
+    metric = primary or next(
+        (m for m in PRIMARY_METRICS if m in frame.columns and frame[m].notna().any()), None
+    )
+    if metric is not None and len(result.configs) > 1:
+        _log_comparison(result, frame, metric)
+
+
+PRIMARY_METRICS = ("answer_similarity", "answer_f1", "recall_at_k")
+
+
+def _log_comparison(result: SweepResult, frame: pd.DataFrame, metric: str) -> None:
+    """Every config against the best on the same questions, and the quality/cost/latency front."""
+    tables = {c.name: c.table for c in result.configs if metric in c.table.columns}
+    comparison = paired_comparison(tables, metric)
+    tracking.log_table(comparison, "comparison.json")
+    objectives = {metric: "max", "cost_usd_per_request": "min", "latency_p50_ms": "min"}
+    front = pareto_front(frame, objectives)
+    tracking.log_table(front, "pareto.json")
+    with tempfile.TemporaryDirectory() as folder:
+        tracking.log_artifact(
+            pareto_plot(front, "latency_p50_ms", metric, Path(folder) / "pareto.png")
+        )
+    best = comparison.loc[comparison["config"] == comparison["best_config"], "config"]
+    tracking.set_tags({"llmops.primary_metric": metric, "llmops.best_config": best.iloc[0]})
+    result.comparison, result.pareto = comparison, front
 
 
 SUMMARY_METRICS = (

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -100,6 +101,11 @@ def log_table(frame: pd.DataFrame, name: str) -> None:
 def log_text(text: str, name: str) -> None:
     """Log a text artifact."""
     mlflow.log_text(text, name)
+
+
+def log_artifact(path: Path) -> None:
+    """Log a file as an artifact of the active run."""
+    mlflow.log_artifact(str(path))
 
 
 def log_dict(data: Mapping[str, Any], name: str) -> None:

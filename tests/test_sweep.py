@@ -165,3 +165,17 @@ def test_summary_frame_has_a_row_per_config(two_sweeps):
     frame = summary_frame(first)
     assert list(frame["config"]) == [c.name for c in first.configs]
     assert {"recall_at_k", "latency_p50_ms", "cost_usd_per_request"} <= set(frame.columns)
+
+
+def test_parent_run_compares_configs_and_logs_the_pareto_front(two_sweeps):
+    first, _ = two_sweeps
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(first.parent_run_id)}
+    assert {"comparison.json", "pareto.json", "pareto.png", "sweep_summary.json"} <= artifacts
+    tags = client.get_run(first.parent_run_id).data.tags
+    assert tags["llmops.primary_metric"] == "answer_similarity"
+    comparison = first.comparison
+    assert set(comparison["config"]) == {c.name for c in first.configs}
+    assert tags["llmops.best_config"] in set(comparison["best_config"])
+    assert {"p_value", "p_adjusted", "significant", "ci_low", "ci_high"} <= set(comparison.columns)
+    assert first.pareto["pareto"].any()
