@@ -180,3 +180,18 @@ def _wait_ok(url: str, seconds: float) -> bool:
         except OSError:
             time.sleep(0.5)
     return False
+
+
+def test_readme_dry_run_of_the_quick_start(tmp_path):
+    result = _llmops(
+        "sweep",
+        "--dry-run",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        str(REPO / "experiments" / "quickstart.yaml"),
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dry run: nothing was called or logged" in result.stdout
+    assert "calls: 144," in result.stdout
+    assert not (tmp_path / "cache").exists()
