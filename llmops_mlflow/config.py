@@ -182,8 +182,23 @@ def load_sweep(path: str | Path) -> Sweep:
     spec = _validate(SweepFile, raw, path)
     configs = tuple(_resolve(config, path) for config in expand(spec, source=path))
     _check_unique_names(configs, path)
+    _check_writable(Path(spec.options.index_dir), path, "options.index_dir")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return Sweep(path=path, spec=spec, configs=configs, file_digest=digest)
+
+
+def _check_writable(target: Path, sweep_path: Path, key: str) -> None:
+    """A folder the sweep writes to must lie inside the working directory or beside the file.
+
+    A shared or downloaded sweep file must not be able to write over arbitrary paths.
+    """
+    resolved = target.resolve()
+    roots = (Path.cwd().resolve(), sweep_path.parent.resolve())
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise ConfigError(
+            f"{sweep_path}: {key} {str(target)!r} resolves to {resolved}, outside the working "
+            f"directory and the sweep file's folder; use a path inside the project"
+        )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def run_sweep(
     sweep = load_sweep(sweep_file)
     dataset = load_questions(sweep.spec.dataset.questions, sweep.spec.dataset.limit)
     corpus = load_corpus(sweep.spec.dataset.corpus)
-    uri = tracking_uri or tracking.configure()
+    uri = tracking.configure(tracking_uri)
     store = IndexStore(Path(sweep.spec.options.index_dir))
     logger.info(
         "sweep %s: %d configs x %d questions, corpus of %d documents",

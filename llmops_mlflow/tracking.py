@@ -14,6 +14,8 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from llmops_mlflow.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -21,11 +23,37 @@ TAG_PREFIX = "llmops."
 MAX_PARAM_CHARS = 6000
 
 
-def configure() -> str:
-    """Use `MLFLOW_TRACKING_URI` when set, else a SQLite store in the working directory."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+def configure(uri: str | None = None) -> str:
+    """Use `uri`, else `MLFLOW_TRACKING_URI`, else a SQLite store in the working directory.
+
+    A tracking server that does not answer is an error now, before any model is called,
+    rather than minutes of retries after the first config.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith(("http://", "https://")):
+        _probe(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def _probe(uri: str, timeout_s: float = 5.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as err:
+        if err.code < 500:  # it answered: a proxy or an auth layer, not a dead server
+            return
+        reason = f"HTTP {err.code}"
+    except (OSError, ValueError) as err:
+        reason = str(getattr(err, "reason", err))
+    raise ConfigError(
+        f"the MLflow tracking server at {uri} does not answer ({reason}); start it, or unset "
+        "MLFLOW_TRACKING_URI to log to a local sqlite:///mlflow.db"
+    )
 
 
 @functools.cache

@@ -53,8 +53,17 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.fixture(autouse=True)
+def _session_store(tracking_uri: str) -> None:
+    """Every test starts pointed at the session store, whatever the previous one set."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+
+
 @pytest.fixture
 def use_store(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session store for subprocesses too (`llmops`, `mlflow run`)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     return tracking_uri
 

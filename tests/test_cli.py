@@ -195,3 +195,17 @@ def test_readme_dry_run_of_the_quick_start(tmp_path):
     assert "dry run: nothing was called or logged" in result.stdout
     assert "calls: 144," in result.stdout
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_tracking_server_that_does_not_answer_exits_2_quickly(write_sweep, tmp_path):
+    path = write_sweep(TINY.format(experiment="unreachable"))
+    start = time.monotonic()
+    result = _llmops(
+        "sweep",
+        "--no-progress",
+        str(path),
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+    )
+    assert result.returncode == 2
+    assert "tracking server at http://127.0.0.1:9 does not answer" in result.stderr
+    assert time.monotonic() - start < 30

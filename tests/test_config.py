@@ -163,3 +163,23 @@ def test_committed_schema_is_up_to_date():
 def test_project_sweeps_load():
     for path in sorted((REPO / "experiments").glob("*.yaml")):
         assert load_sweep(path).configs, path
+
+
+@pytest.mark.parametrize(
+    "index_dir",
+    [
+        pytest.param("/etc/llmops-index", id="absolute-elsewhere"),
+        pytest.param("../../../../../../tmp/escape", id="dot-dot"),
+    ],
+)
+def test_index_dir_cannot_escape_the_project(write_sweep, tmp_path, monkeypatch, index_dir):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(BASE.replace('"@INDEX@"', f'"{index_dir}"'))
+    with pytest.raises(ConfigError, match=r"options\.index_dir .* outside the working directory"):
+        load_sweep(path)
+
+
+def test_index_dir_inside_the_project_is_fine(write_sweep, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(BASE.replace('"@INDEX@"', '".llmops/index"'))
+    assert load_sweep(path).spec.options.index_dir == ".llmops/index"
