@@ -26,6 +26,8 @@ SUMMARY_HEADERS = {
     "mrr": "MRR",
     "answer_similarity": "answer sim",
     "answer_f1": "answer F1",
+    "hallucination_rate": "halluc. rate",
+    "faithfulness": "faithful.",
     "latency_p50_ms": "p50 ms",
     "latency_p95_ms": "p95 ms",
     "tokens_prompt": "prompt tok",
@@ -97,6 +99,116 @@ def sweep(
         raise BudgetExceeded(f"{result.stopped}; the finished configs are logged")
 
 
+@cli.command()
+@click.option(
+    "--input",
+    "source",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="JSONL rows with contexts (list of strings), answer and optionally question.",
+)
+@click.option(
+    "--output", "target", required=True, type=click.Path(path_type=Path), help="Scored JSONL."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["fast", "full"]),
+    default="fast",
+    show_default=True,
+    help="fast: lexical signals; full: adds two scoring passes of the local model.",
+)
+@click.option("--threshold", type=float, help="Flag at or above this score; default: calibrated.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def detect(
+    source: Path, target: Path, mode: str, threshold: float | None, no_progress: bool
+) -> None:
+    """Flag answers their contexts do not support, offline; adds hallucination_score and
+    hallucinated to every row."""
+    from llmops_mlflow.detector import HallucinationDetector, detect_file
+    from llmops_mlflow.jsonl import read_jsonl
+
+    detector = HallucinationDetector(threshold=threshold, mode=mode)
+    total = sum(1 for _ in read_jsonl(source))
+    with _progress(total, enabled=not no_progress, label="detect") as advance:
+        on_row = (lambda: advance(None)) if advance else None
+        summary = detect_file(source, target, detector, on_row=on_row)
+    rate = summary.rows / summary.seconds if summary.seconds > 0 else float("inf")
+    stdout.print(
+        f"{summary.flagged} of {summary.rows} answers flagged (mode {summary.mode}, threshold "
+        f"{summary.threshold:.3f}); {rate:.1f} answers/s; wrote {target}"
+    )
+
+
+def _constraint(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    parsed = {}
+    for value in values:
+        metric, sep, ceiling = value.partition("=")
+        try:
+            parsed[metric.strip()] = float(ceiling)
+        except ValueError:
+            sep = ""
+        if not sep or not metric.strip():
+            raise click.BadParameter(
+                f"expected METRIC=CEILING, e.g. hallucination_rate=0.2; got {value!r}"
+            )
+    return parsed
+
+
+@cli.command()
+@click.option("--parent-run", help="Parent run id of the sweep; default: the latest sweep.")
+@click.option("--name", help="Registered model name; default: champion.model_name of the sweep.")
+@click.option(
+    "--constraint",
+    "constraints",
+    multiple=True,
+    callback=_constraint,
+    metavar="METRIC=CEILING",
+    help="A ceiling the champion must stay under; adds to (or replaces) the sweep's own.",
+)
+@click.option("--metric", help="Primary metric; default: the sweep's.")
+def register(
+    parent_run: str | None, name: str | None, constraints: dict, metric: str | None
+) -> None:
+    """Register the best config of a sweep as a pyfunc model and alias it @champion."""
+    from llmops_mlflow.registry import register_champion
+
+    _quiet_libraries()
+    # Empty strings come from `mlflow run -e register` with the defaults left unset.
+    info = register_champion(parent_run or None, name or None, constraints, metric or None)
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in info.metrics.items())
+    stdout.print(
+        f"registered {info.model_name} version {info.version}: {info.champion_uri}\n"
+        f"config: {info.config_name} (hash {info.config_hash}, run {info.source_run_id})\n"
+        f"{info.primary_metric} is the primary metric; {metrics}\n"
+        f"previous champion: "
+        f"{f'version {info.previous_version} (now @previous)' if info.previous_version else 'none'}"
+        f"\nserve it with: mlflow models serve -m {info.champion_uri} --env-manager local",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@cli.command()
+@click.argument("model_uri")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--max-body-bytes",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Larger requests are answered 413 before they reach the model.",
+)
+def serve(model_uri: str, host: str, port: int, max_body_bytes: int) -> None:
+    """Serve MODEL_URI (e.g. models:/llmops-rag@champion) with /metrics on the same port."""
+    from llmops_mlflow import tracking
+    from llmops_mlflow.server import serve as run_server
+
+    _quiet_libraries()
+    tracking.configure()
+    run_server(model_uri, host=host, port=port, max_body_bytes=max_body_bytes)
+
+
 @cli.command("schema")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("experiments/schema.json"))
 def schema(output: Path) -> None:
@@ -107,6 +219,8 @@ def schema(output: Path) -> None:
 
 
 def _print_estimate(frame, budget_usd: float | None) -> None:
+    import pandas as pd
+
     table = Table(title="dry run: nothing was called or logged")
     for column in frame.columns:
         table.add_column(
@@ -116,9 +230,14 @@ def _print_estimate(frame, budget_usd: float | None) -> None:
         table.add_row(*[_fmt(row[c]) for c in frame.columns])
     stdout.print(table)
     costs = frame["cost_usd_est"]
+    if "judge_cost_usd_est" in frame.columns:
+        costs = pd.concat([costs, frame["judge_cost_usd_est"]])
     total = None if costs.isna().any() else float(costs.sum())
+    judge_calls = int(frame["judge_calls_est"].sum()) if "judge_calls_est" in frame else 0
     stdout.print(
-        f"calls: {int(frame['calls'].sum())}, prompt tokens (est.): "
+        f"calls: {int(frame['calls'].sum())}"
+        + (f" (+ {judge_calls} judge calls)" if judge_calls else "")
+        + ", prompt tokens (est.): "
         f"{int(frame['prompt_tokens_est'].sum()):,}, completion tokens (max): "
         f"{int(frame['completion_tokens_max'].sum()):,}, cost (est.): "
         f"{'unknown for some configs' if total is None else f'{total:.4f} USD'}"
@@ -138,30 +257,33 @@ def _total_samples(loaded) -> int:
 
 
 @contextmanager
-def _progress(total: int, enabled: bool) -> Iterator:
+def _progress(total: int, enabled: bool, label: str = "sweep") -> Iterator:
     if not enabled:
         yield None
         return
     bar = Progress(
-        TextColumn("[bold]sweep"),
+        TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=stderr,
         transient=False,
     )
-    task = bar.add_task("sweep", total=total)
+    task = bar.add_task(label, total=total)
     with bar:
         yield lambda _sample_id: bar.advance(task)
 
 
 def _print_summary(frame) -> None:
+    # A metric no config has (faithfulness without a judge) would only be a column of dashes.
+    shown = [
+        c for c in frame.columns if c not in ("run_id", "config_hash") and frame[c].notna().any()
+    ]
     table = Table(title="sweep summary")
-    for column in frame.columns:
-        if column != "run_id":
-            table.add_column(column, overflow="fold")
+    for column in shown:
+        table.add_column(SUMMARY_HEADERS.get(column, column), overflow="fold")
     for _, row in frame.iterrows():
-        table.add_row(*[_fmt(row[c]) for c in frame.columns if c != "run_id"])
+        table.add_row(*[_fmt(row[c]) for c in shown])
     stdout.print(table)
 
 
@@ -178,14 +300,12 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except LlmopsError as err:
-        stderr.print(f"[red]error:[/red] {err}", highlight=False)
+        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        stderr.print("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # click turns Ctrl-C into Abort; a sweep resumes where it stopped when rerun.
+        stderr.print("interrupted: run the same command again to resume")
         sys.exit(130)
     except click.ClickException as err:
         err.show()
         sys.exit(2)
-    except KeyboardInterrupt:
-        stderr.print("interrupted")
-        sys.exit(130)

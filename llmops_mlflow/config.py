@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmops_mlflow.errors import ConfigError
+from llmops_mlflow.guardrails import GuardrailsConfig
 
 SCHEMA_PATH = Path("experiments") / "schema.json"
 M = TypeVar("M", bound=BaseModel)
@@ -119,6 +120,60 @@ class RunOptions(_Strict):
     )
 
 
+JUDGE_METRICS = ("faithfulness", "response_relevancy", "context_precision", "context_recall")
+
+
+class JudgeConfig(_Strict):
+    """The judge model that scores answers with RAGAS metrics."""
+
+    provider: Literal["openai"] = "openai"
+    model: str = Field(min_length=1, description="judge model name as the endpoint knows it")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; None: OpenAI")
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_concurrency: int = Field(4, gt=0, le=64, description="judge calls in flight at once")
+    max_retries: int = Field(2, ge=0, le=10, description="re-asks when the output does not parse")
+    http_retries: int = Field(2, ge=0, le=10, description="client retries on 429, 5xx, errors")
+    metrics: list[str] = Field(default_factory=lambda: list(JUDGE_METRICS))
+    price: Price | None = None
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> JudgeConfig:
+        unknown = [name for name in self.metrics if name not in JUDGE_METRICS]
+        if unknown:
+            raise ValueError(
+                f"unknown judge metric(s) {unknown}; choose from {list(JUDGE_METRICS)}"
+            )
+        return self
+
+
+class DetectorConfig(_Strict):
+    """The offline hallucination detector that scores every answer against its contexts."""
+
+    enabled: bool = True
+    mode: Literal["fast", "full"] = Field(
+        "fast",
+        description="fast: lexical signals, thousands of answers/s; full: adds two scoring "
+        "passes of the local model (better on swapped names, about 1 answer/s)",
+    )
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="flag at or above this score; default: calibrated"
+    )
+
+
+class ChampionConfig(_Strict):
+    """How `llmops register` picks and names the champion of this sweep."""
+
+    model_name: str = Field("llmops-rag", pattern=r"^[A-Za-z0-9_.-]+$")
+    primary_metric: str | None = Field(None, description="default: the sweep's primary metric")
+    constraints: dict[str, float] = Field(
+        default_factory=dict,
+        description="ceilings a champion must stay under, e.g. hallucination_rate: 0.2",
+    )
+
+
 class Variant(_Strict):
     """A named list entry: a partial override of the base config."""
 
@@ -140,6 +195,12 @@ class SweepFile(_Strict):
         None, gt=0, description="hard cap on model spend; the sweep stops before crossing it"
     )
     options: RunOptions = RunOptions()
+    judge: JudgeConfig | None = Field(None, description="RAGAS metrics with this judge model")
+    detector: DetectorConfig = DetectorConfig()
+    champion: ChampionConfig = Field(
+        ChampionConfig(), description="how `llmops register` picks this sweep's champion"
+    )
+    guardrails: GuardrailsConfig = GuardrailsConfig()
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,16 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llmops_mlflow.chain import Answer
 from llmops_mlflow.datasets import Question
 from llmops_mlflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmops_mlflow.detector import HallucinationDetector
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,24 @@ def _with_reference(sample: Sample, measure: Callable[[str, str], float]) -> Sco
     if reason := _reference_problem(sample):
         return Score(None, reason)
     return Score(measure(sample.answer.answer, sample.question.reference_answer))
+
+
+def hallucination_scores(
+    samples: Sequence[Sample], detector: HallucinationDetector
+) -> dict[str, list[Score]]:
+    """The offline detector's verdict per sample: `hallucination_rate` (1 when the answer is
+    flagged as unsupported by its contexts, else 0) and `groundedness` (1 - its score)."""
+    flags, grounded = [], []
+    for sample in samples:
+        if reason := _unscorable_reason(sample):
+            flags.append(Score(None, reason))
+            grounded.append(Score(None, reason))
+            continue
+        answer = sample.answer
+        found = detector.detect(list(answer.contexts), answer.answer, sample.question.question)
+        flags.append(Score(float(found.hallucinated), found.reason))
+        grounded.append(Score(1.0 - found.score, found.reason))
+    return {"hallucination_rate": flags, "groundedness": grounded}
 
 
 SCORERS: dict[str, Scorer] = {

@@ -11,11 +11,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 from langchain_core.runnables import Runnable
+from mlflow.entities import Run
 
 from llmops_mlflow import tracking
-from llmops_mlflow.budget import Budget, BudgetExceeded, chunk_stats, estimate_call
+from llmops_mlflow.budget import Budget, BudgetExceeded, chunk_stats, count_tokens, estimate_call
 from llmops_mlflow.cache import DEFAULT_CACHE_DIR, ResultCache, cache_key
 from llmops_mlflow.chain import (
     Answer,
@@ -26,15 +28,24 @@ from llmops_mlflow.chain import (
     number_contexts,
 )
 from llmops_mlflow.compare import paired_comparison, pareto_front, pareto_plot
-from llmops_mlflow.config import RagConfig, ResolvedConfig, Sweep, flatten, load_sweep
+from llmops_mlflow.config import (
+    JudgeConfig,
+    RagConfig,
+    ResolvedConfig,
+    Sweep,
+    flatten,
+    load_sweep,
+)
 from llmops_mlflow.cost import Pricing, pricing_for
 from llmops_mlflow.datasets import EvalDataset, Question, load_questions
+from llmops_mlflow.detector import HallucinationDetector
 from llmops_mlflow.documents import Corpus, load_corpus
 from llmops_mlflow.embeddings import embedding_identity
 from llmops_mlflow.index import Index, IndexKey, IndexStore
+from llmops_mlflow.judge import RagasJudge, estimate_judge
 from llmops_mlflow.llms import get_chat_model, is_deterministic, model_identity
 from llmops_mlflow.prompts import PromptTemplate
-from llmops_mlflow.scoring import Sample, Score, score_all
+from llmops_mlflow.scoring import Sample, Score, hallucination_scores, score_all
 from llmops_mlflow.stats import bootstrap_mean, percentile
 
 logger = logging.getLogger(__name__)
@@ -72,6 +83,7 @@ class SweepResult:
     indexes_reused: int = 0
     spent_usd: float = 0.0
     stopped: str | None = None
+    resumed: bool = False
     comparison: pd.DataFrame | None = None
     pareto: pd.DataFrame | None = None
 
@@ -119,13 +131,20 @@ def run_sweep(
     tags = _sweep_tags(sweep, dataset, corpus)
     run_name = f"{sweep.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     cache = ResultCache(cache_dir)
-    context = _Context(dataset, corpus, store, cache, budget, tags, on_sample)
-    with tracking.parent_run(sweep.experiment_name, run_name, tags) as parent_id:
+    detector = _detector(sweep)
+    judge = RagasJudge(sweep.spec.judge, cache, budget) if sweep.spec.judge else None
+    context = _Context(dataset, corpus, store, cache, budget, tags, on_sample, detector, judge)
+    resume_id = tracking.find_resumable(sweep.experiment_name, _identity_tags(tags))
+    if resume_id:
+        logger.info("resuming interrupted sweep run %s", resume_id)
+    with tracking.parent_run(sweep.experiment_name, run_name, tags, resume_id) as parent_id:
         result = SweepResult(parent_id, sweep.experiment_name, uri, sweep.path)
+        result.resumed = resume_id is not None
         tracking.log_dict(sweep.spec.model_dump(mode="json"), "sweep.yaml")
+        earlier = _earlier_children(parent_id) if resume_id else {}
         try:
             for resolved in sweep.configs:
-                result.configs.append(_run_config(resolved, context))
+                result.configs.append(_run_or_restore(resolved, context, earlier))
         except BudgetExceeded as err:
             result.stopped = str(err)
             tracking.set_tags({"llmops.stopped": result.stopped})
@@ -148,6 +167,58 @@ class _Context:
     budget: Budget
     tags: dict[str, str]
     on_sample: Progress | None
+    detector: HallucinationDetector | None = None
+    judge: RagasJudge | None = None
+
+
+def _detector(sweep: Sweep) -> HallucinationDetector | None:
+    settings = sweep.spec.detector
+    if not settings.enabled:
+        return None
+    return HallucinationDetector(threshold=settings.threshold, mode=settings.mode)
+
+
+IDENTITY_TAGS = ("llmops.sweep_digest", "llmops.dataset_digest", "llmops.corpus_digest")
+
+
+def _identity_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The tags that say two sweep runs did the same work: same file, dataset and corpus."""
+    return {key: tags[key] for key in IDENTITY_TAGS}
+
+
+def _earlier_children(parent_id: str) -> dict[str, Run]:
+    """The newest child run per config hash of an interrupted sweep."""
+    earlier: dict[str, Run] = {}
+    for run in tracking.child_runs(parent_id):
+        earlier.setdefault(run.data.tags.get("llmops.config_hash", ""), run)
+    return earlier
+
+
+def _run_or_restore(
+    resolved: ResolvedConfig, ctx: _Context, earlier: dict[str, Run]
+) -> ConfigResult:
+    """A config finished before the interruption is restored from its run, never re-run;
+    an interrupted one is redone in its own run (its answered questions come from the cache)."""
+    prior = earlier.get(resolved.config_hash)
+    if prior is not None and prior.info.status == "FINISHED":
+        logger.info("config %s finished in run %s; not re-run", resolved.name, prior.info.run_id)
+        if ctx.on_sample:
+            for question in ctx.dataset.questions:
+                ctx.on_sample(question.id)
+        return _restore(resolved, prior)
+    return _run_config(resolved, ctx, prior.info.run_id if prior is not None else None)
+
+
+def _restore(resolved: ResolvedConfig, run: Run) -> ConfigResult:
+    table = mlflow.load_table("eval_results.json", run_ids=[run.info.run_id])
+    return ConfigResult(
+        resolved.name,
+        resolved.config_hash,
+        run.info.run_id,
+        dict(run.data.metrics),
+        table,
+        index_built=False,
+    )
 
 
 def _sweep_tags(sweep: Sweep, dataset: EvalDataset, corpus: Corpus) -> dict[str, str]:
@@ -162,7 +233,9 @@ def _sweep_tags(sweep: Sweep, dataset: EvalDataset, corpus: Corpus) -> dict[str,
     }
 
 
-def _run_config(resolved: ResolvedConfig, ctx: _Context) -> ConfigResult:
+def _run_config(
+    resolved: ResolvedConfig, ctx: _Context, resume_id: str | None = None
+) -> ConfigResult:
     config = resolved.config
     index = ctx.store.get(ctx.corpus, config.chunking, config.embedding)
     template = PromptTemplate(resolved.prompt_path, resolved.prompt_text)
@@ -175,16 +248,24 @@ def _run_config(resolved: ResolvedConfig, ctx: _Context) -> ConfigResult:
         "llmops.index": index.key.collection_name,
         "llmops.index_built": str(index.built).lower(),
     }
-    with tracking.child_run(config.name, tags) as run_id:
+    with tracking.child_run(config.name, tags, resume_id) as run_id:
         samples, stopped = _answer_all(answerer, ctx.dataset.questions, config, ctx.on_sample)
         scores = score_all(samples, _scorer_names(ctx.dataset))
+        if ctx.detector is not None:
+            scores |= hallucination_scores(samples, ctx.detector)
         metrics = _metrics(samples, scores, pricing, config.retriever.k)
+        if ctx.judge is not None:
+            scores, judge_metrics = _judge(ctx.judge, samples, scores)
+            metrics |= judge_metrics
+            stopped = stopped or ctx.judge.stopped
         table = _table(samples, scores, pricing)
         _log_config(resolved, index, pricing, metrics, table, template)
         # Cache use is a tag, not a metric: a replayed run must log identical metrics.
         tracking.set_tags(
             {"llmops.model_calls": answerer.calls, "llmops.cache_hits": answerer.hits}
         )
+        if ctx.judge is not None:
+            tracking.set_tags({"llmops.judge_calls": ctx.judge.usage.calls})
         if stopped is not None:
             # The partial results stay logged; the run ends FAILED and says why.
             tracking.set_tags({"llmops.stopped": str(stopped)})
@@ -200,6 +281,25 @@ def _run_config(resolved: ResolvedConfig, ctx: _Context) -> ConfigResult:
         model_calls=answerer.calls,
         cache_hits=answerer.hits,
     )
+
+
+def _judge(
+    judge: RagasJudge, samples: Sequence[Sample], scores: dict[str, list[Score]]
+) -> tuple[dict[str, list[Score]], dict[str, float | None]]:
+    """The RAGAS metrics of every sample, and what the judge took, apart from the chain."""
+    logger.info("judging %d answers with %s", len(samples), judge.config.model)
+    judged = judge.score(samples)
+    metrics: dict[str, float | None] = {}
+    for name, values in judged.items():
+        metrics |= _mean_metrics(name, values)
+    usage = judge.usage
+    metrics |= {
+        "judge_tokens": float(usage.total_tokens),
+        "judge_tokens_prompt": float(usage.prompt_tokens),
+        "judge_tokens_completion": float(usage.completion_tokens),
+        "judge_cost_usd": usage.cost_usd,
+    }
+    return {**scores, **judged}, metrics
 
 
 def answer_identity(resolved: ResolvedConfig, key: IndexKey) -> dict[str, str]:
@@ -227,13 +327,18 @@ def estimate_sweep(
     dataset = load_questions(sweep.spec.dataset.questions, sweep.spec.dataset.limit)
     corpus = load_corpus(sweep.spec.dataset.corpus)
     cache = ResultCache(cache_dir if cache_dir and cache_dir.exists() else None)
-    rows = [_estimate_config(resolved, dataset, corpus, cache) for resolved in sweep.configs]
+    judge = sweep.spec.judge
+    rows = [_estimate_config(resolved, dataset, corpus, cache, judge) for resolved in sweep.configs]
     cache.close()
     return pd.DataFrame(rows)
 
 
 def _estimate_config(
-    resolved: ResolvedConfig, dataset: EvalDataset, corpus: Corpus, cache: ResultCache
+    resolved: ResolvedConfig,
+    dataset: EvalDataset,
+    corpus: Corpus,
+    cache: ResultCache,
+    judge: JudgeConfig | None = None,
 ) -> dict[str, object]:
     config = resolved.config
     key = IndexKey(corpus.digest, config.chunking, embedding_identity(config.embedding))
@@ -248,7 +353,7 @@ def _estimate_config(
     estimates = [estimate_call(resolved, q.question, stats) for q in to_call]
     prompt = sum(e.prompt_tokens for e in estimates)
     completion = sum(e.completion_tokens_max for e in estimates)
-    return {
+    row: dict[str, object] = {
         "config": resolved.name,
         "questions": len(dataset.questions),
         "cached": len(dataset.questions) - len(to_call),
@@ -258,6 +363,17 @@ def _estimate_config(
         "cost_usd_est": pricing.cost(round(prompt), completion),
         "price_source": pricing.source,
     }
+    if judge is not None:
+        # Every answer is judged, cached or not: an upper bound, like the completion tokens.
+        k = config.retriever.k
+        sample_tokens = (
+            sum(count_tokens(q.question) for q in dataset.questions) / len(dataset.questions)
+            + config.llm.max_tokens
+            + k * stats.mean_tokens
+        )
+        found = estimate_judge(judge, len(dataset.questions), k, sample_tokens)
+        row |= {"judge_calls_est": found.calls, "judge_cost_usd_est": found.cost_usd}
+    return row
 
 
 class Answerer:
@@ -330,8 +446,9 @@ def _answer_all(
     workers = 1 if config.llm.provider == "local" else config.llm.max_concurrency
     samples: dict[int, Sample] = {}
     stopped: BudgetExceeded | None = None
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmops-ask") as pool:
-        futures = {pool.submit(_answer, answerer, q): i for i, q in enumerate(questions)}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmops-ask")
+    futures = {pool.submit(_answer, answerer, q): i for i, q in enumerate(questions)}
+    try:
         for future in as_completed(futures):
             if future.cancelled():
                 continue
@@ -339,11 +456,14 @@ def _answer_all(
                 samples[futures[future]] = future.result()
             except BudgetExceeded as err:
                 stopped = stopped or err
-                for pending in futures:
+                for pending in futures:  # as_completed still yields them, as cancelled
                     pending.cancel()
                 continue
             if on_sample:
                 on_sample(questions[futures[future]].id)
+    finally:
+        # On Ctrl-C, questions not yet started are dropped rather than answered first.
+        pool.shutdown(wait=True, cancel_futures=True)
     return [samples[i] for i in sorted(samples)], stopped
 
 
@@ -502,6 +622,8 @@ SUMMARY_METRICS = (
     "mrr",
     "answer_similarity",
     "answer_f1",
+    "hallucination_rate",
+    "faithfulness",
     "latency_p50_ms",
     "latency_p95_ms",
     "tokens_prompt",

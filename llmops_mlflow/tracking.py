@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -74,25 +75,94 @@ def source_tags() -> dict[str, str]:
     return {"mlflow.source.git.commit": commit, f"{TAG_PREFIX}git_commit": commit} if commit else {}
 
 
+OWNER_TAG = f"{TAG_PREFIX}owner"
+
+
+def owner() -> str:
+    """Which process runs a sweep: a live owner's runs are never resumed by another."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(tag: str | None) -> bool:
+    host, _, pid = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_resumable(experiment: str, identity: Mapping[str, str]) -> str | None:
+    """The latest unfinished parent run of the same sweep, dataset and corpus, if any.
+
+    A run whose process is still alive (a concurrent sweep) is not resumable. Runs started
+    by `mlflow run` are left alone: the project run is already the parent there.
+    """
+    if os.environ.get("MLFLOW_RUN_ID"):
+        return None
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    clauses = [f"tags.`{key}` = '{value}'" for key, value in identity.items()]
+    runs = mlflow.search_runs(
+        [found.experiment_id],
+        filter_string=" and ".join([*clauses, "attributes.status != 'FINISHED'"]),
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+    for run in runs:
+        if "mlflow.parentRunId" not in run.data.tags and not _owner_alive(
+            run.data.tags.get(OWNER_TAG)
+        ):
+            return run.info.run_id
+    return None
+
+
+def child_runs(parent_id: str) -> list[mlflow.entities.Run]:
+    """The child runs of a parent, newest first."""
+    parent = mlflow.get_run(parent_id)
+    return mlflow.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+
+
 @contextlib.contextmanager
-def parent_run(experiment: str, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
-    """Open the sweep's parent run; yields its id."""
+def parent_run(
+    experiment: str, run_name: str, tags: Mapping[str, str], resume_id: str | None = None
+) -> Iterator[str]:
+    """Open the sweep's parent run (or reopen `resume_id`); yields its id."""
     mlflow.set_experiment(experiment)
-    with _run(run_name, tags, nested=False) as run_id:
+    with _run(run_name, tags, nested=False, run_id=resume_id) as run_id:
         yield run_id
 
 
 @contextlib.contextmanager
-def child_run(run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
-    """A nested run for one config under the active parent run."""
-    with _run(run_name, tags, nested=True) as run_id:
+def child_run(
+    run_name: str, tags: Mapping[str, str], resume_id: str | None = None
+) -> Iterator[str]:
+    """A nested run for one config under the active parent run (or reopen `resume_id`)."""
+    with _run(run_name, tags, nested=True, run_id=resume_id) as run_id:
         yield run_id
 
 
 @contextlib.contextmanager
-def _run(run_name: str, tags: Mapping[str, str], nested: bool) -> Iterator[str]:
+def _run(
+    run_name: str, tags: Mapping[str, str], nested: bool, run_id: str | None = None
+) -> Iterator[str]:
     # The final status tells the truth: FAILED on an error, KILLED on Ctrl-C.
-    run = mlflow.start_run(run_name=run_name, nested=nested, tags={**source_tags(), **tags})
+    all_tags = {**source_tags(), **tags, OWNER_TAG: owner()}
+    if run_id is None:
+        run = mlflow.start_run(run_name=run_name, nested=nested, tags=all_tags)
+    else:
+        run = mlflow.start_run(run_id=run_id, nested=nested)
+        mlflow.set_tags(all_tags)
     status = "FINISHED"
     try:
         yield run.info.run_id

@@ -44,10 +44,25 @@ def llama_server() -> Iterator[str]:
     """Serve the packaged SmolLM2 with llama_cpp.server; yields the `/v1` base URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(assets.smollm2_gguf()),
-         "--model_alias", LLAMA_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--n_threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(assets.smollm2_gguf()),
+            "--model_alias",
+            LLAMA_ALIAS,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
     )
     try:
@@ -91,10 +106,13 @@ class FaultScript:
 
 def _completion(payload: dict, text: str) -> dict:
     return {
-        "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
         "model": payload.get("model", "fake"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
     }
 
@@ -115,9 +133,14 @@ def _handler(script: FaultScript) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
-            body = fault.body if fault.body is not None else json.dumps(
-                _completion(payload, script.answer) if fault.status == 200
-                else {"error": {"message": f"injected {fault.status}", "type": "test"}}
+            body = (
+                fault.body
+                if fault.body is not None
+                else json.dumps(
+                    _completion(payload, script.answer)
+                    if fault.status == 200
+                    else {"error": {"message": f"injected {fault.status}", "type": "test"}}
+                )
             )
             self.send_response(fault.status)
             self.send_header("Content-Type", "application/json")
@@ -131,9 +154,9 @@ def _handler(script: FaultScript) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def fault_server(script: FaultScript) -> Iterator[str]:
+def fault_server(script: FaultScript, port: int = 0) -> Iterator[str]:
     """An OpenAI-compatible chat endpoint that plays `script`; yields the `/v1` base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(script))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -41,6 +41,12 @@ REQUIRED_METRICS = {
     "recall_at_k_ci_low",
     "recall_at_k_ci_high",
     "unscorable_recall_at_k",
+    "hallucination_rate",
+    "hallucination_rate_ci_low",
+    "hallucination_rate_ci_high",
+    "unscorable_hallucination_rate",
+    "groundedness",
+    "unscorable_groundedness",
 }
 
 
@@ -179,3 +185,17 @@ def test_parent_run_compares_configs_and_logs_the_pareto_front(two_sweeps):
     assert tags["llmops.best_config"] in set(comparison["best_config"])
     assert {"p_value", "p_adjusted", "significant", "ci_low", "ci_high"} <= set(comparison.columns)
     assert first.pareto["pareto"].any()
+
+
+def test_without_a_judge_the_offline_detector_scores_every_answer(two_sweeps):
+    first, _ = two_sweeps
+    for config in first.configs:
+        table = config.table
+        assert set(table["hallucination_rate"]) <= {0.0, 1.0}
+        assert table["hallucination_rate_reason"].str.match(r"(supported|unsupported): ").all()
+        assert config.metrics["hallucination_rate"] == pytest.approx(
+            table["hallucination_rate"].mean()
+        )
+        assert config.metrics["groundedness"] == pytest.approx(table["groundedness"].mean())
+        assert config.metrics["unscorable_hallucination_rate"] == 0
+        assert "faithfulness" not in config.metrics
