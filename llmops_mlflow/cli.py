@@ -118,16 +118,24 @@ def sweep(
     help="fast: lexical signals; full: adds two scoring passes of the local model.",
 )
 @click.option("--threshold", type=float, help="Flag at or above this score; default: calibrated.")
+@click.option(
+    "--threads", type=click.IntRange(1, 64), default=2, show_default=True, help="Model threads."
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def detect(
-    source: Path, target: Path, mode: str, threshold: float | None, no_progress: bool
+    source: Path,
+    target: Path,
+    mode: str,
+    threshold: float | None,
+    threads: int,
+    no_progress: bool,
 ) -> None:
     """Flag answers their contexts do not support, offline; adds hallucination_score and
     hallucinated to every row."""
     from llmops_mlflow.detector import HallucinationDetector, detect_file
     from llmops_mlflow.jsonl import read_jsonl
 
-    detector = HallucinationDetector(threshold=threshold, mode=mode)
+    detector = HallucinationDetector(threshold=threshold, mode=mode, n_threads=threads)
     total = sum(1 for _ in read_jsonl(source))
     with _progress(total, enabled=not no_progress, label="detect") as advance:
         on_row = (lambda: advance(None)) if advance else None
