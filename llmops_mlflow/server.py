@@ -26,6 +26,7 @@ Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 1_000_000
+DRAIN_BYTES = 16_000_000
 # What MLflow's scoring server parses: JSON, CSV and Parquet.
 SUPPORTED_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
 HTTP_RESPONSES = Counter(
@@ -110,7 +111,10 @@ class InvocationGuard:
             return
         _check_content_type(_header(scope, b"content-type"))
         declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and not declared.isdigit():
+            raise Rejection(400, "BAD_REQUEST", f"Content-Length {declared!r} is not a number")
+        if declared is not None and int(declared) > self.max_body_bytes:
+            await _drain(receive, DRAIN_BYTES)
             raise _too_large(declared, self.max_body_bytes)
         body = await _read_body(receive, self.max_body_bytes)
         await self.app(scope, _replay(body, receive), send)
@@ -143,6 +147,20 @@ def _too_large(size: str, limit: int) -> Rejection:
     )
 
 
+async def _drain(receive: Receive, cap: int) -> None:
+    """Read and drop a refused body, up to `cap` bytes.
+
+    Closing a connection with unread data makes the kernel reset it, and the client then sees
+    a reset instead of the 413 and its reason.
+    """
+    seen = 0
+    while seen <= cap:
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks, size = [], 0
     while True:
@@ -152,6 +170,8 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await _drain(receive, DRAIN_BYTES)
             raise _too_large(f"more than {limit}", limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
