@@ -1,11 +1,14 @@
-"""API keys never reach the tracking store, the artifacts, the cache or the logs."""
+"""API keys never reach the tracking store, the artifacts, the cache, a model or the logs."""
 
 from __future__ import annotations
 
 import logging
 
+import mlflow
+import pandas as pd
 import pytest
 
+from llmops_mlflow.registry import register_champion
 from llmops_mlflow.sweep import run_sweep
 
 from .servers import FaultScript, fault_server
@@ -39,4 +42,28 @@ def test_a_sweep_leaves_no_trace_of_the_api_key(write_sweep, tmp_path, monkeypat
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
     assert leaks == []
     assert {p.name for p in tmp_path.iterdir()} >= {"store.db", "mlruns", "cache", "index"}
+    assert CANARY not in caplog.text
+
+
+def test_a_registered_and_served_model_leaves_no_trace_of_the_api_key(
+    write_sweep, tmp_path, monkeypatch, caplog
+):
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMOPS_CANARY_KEY", CANARY)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    caplog.set_level(logging.DEBUG)
+    script = FaultScript()
+    with fault_server(script) as url:
+        path = write_sweep(SWEEP.replace("@URL@", url))
+        run_sweep(path, tracking_uri=store, cache_dir=tmp_path / "cache")
+        info = register_champion(model_name="canary-rag")
+        model = mlflow.pyfunc.load_model(info.champion_uri)
+        answer = model.predict(pd.DataFrame({"question": ["How often is a chain oiled?"]}))
+    assert answer["answer"].tolist() == [script.answer]
+    assert len(script.requests) >= 6  # 4 in the sweep, then the model's own calls with the key
+    mlflow.artifacts.download_artifacts(info.champion_uri, dst_path=str(tmp_path / "model"))
+    leaks = [p for p in tmp_path.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+    assert leaks == []
+    assert (tmp_path / "model" / "MLmodel").is_file()
     assert CANARY not in caplog.text
