@@ -1,8 +1,9 @@
-"""API keys come from the environment only, never from a config file."""
+"""API keys come from the environment or a secret file it names, never from a config file."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from llmops_mlflow.errors import ConfigError
 
@@ -12,13 +13,30 @@ UNUSED_KEY = "not-needed"
 
 
 def api_key(env_var: str, base_url: str | None) -> str:
-    """Read the key named by `env_var`; a custom `base_url` may run without one."""
+    """The key in `env_var`, else in the file named by `<env_var>_FILE` (as Docker and
+    Kubernetes mount secrets); a custom `base_url` may run without one."""
     value = os.environ.get(env_var, "").strip()
+    if not value and (path := os.environ.get(f"{env_var}_FILE", "").strip()):
+        value = _read_secret(Path(path), f"{env_var}_FILE")
     if value:
         return value
     if base_url:
         return UNUSED_KEY
     raise ConfigError(
-        f"environment variable {env_var} is not set; export the API key there "
-        "(keys are never read from sweep files), or set base_url for a self-hosted endpoint"
+        f"environment variable {env_var} is not set; export the API key there, or name a file "
+        f"holding it in {env_var}_FILE (keys are never read from sweep files), or set base_url "
+        "for a self-hosted endpoint"
     )
+
+
+def _read_secret(path: Path, variable: str) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{variable} names {path}, which cannot be read ({type(err).__name__}); "
+            "point it at a UTF-8 file holding only the key"
+        ) from err
+    if not value:
+        raise ConfigError(f"{variable} names {path}, which is empty; put the key in it")
+    return value

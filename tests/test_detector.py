@@ -211,27 +211,21 @@ def test_empty_input_is_an_error(tmp_path: Path) -> None:
         detect_file(source, tmp_path / "out.jsonl")
 
 
-def test_llmops_detect_command(tmp_path: Path) -> None:
+def test_llmops_detect_command_from_the_readme(tmp_path: Path) -> None:
     rows = [{"contexts": [CONTEXT], "answer": a} for a in (FAITHFUL, "Lyon is the answer.")]
-    source = _write_rows(tmp_path / "in.jsonl", rows)
+    _write_rows(tmp_path / "answers.jsonl", rows)
     done = subprocess.run(
-        [
-            LLMOPS,
-            "detect",
-            "--input",
-            str(source),
-            "--output",
-            str(tmp_path / "out.jsonl"),
-            "--no-progress",
-        ],
+        [LLMOPS, "detect", "--input", "answers.jsonl", "--output", "scored.jsonl"],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert "1 of 2 answers flagged (mode fast" in done.stdout
-    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    out = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert [row["hallucinated"] for row in out] == [False, True]
+    assert all(row["hallucination_reason"] for row in out)
 
 
 def test_llmops_detect_bad_input_exits_2(tmp_path: Path) -> None:

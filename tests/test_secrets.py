@@ -67,3 +67,43 @@ def test_a_registered_and_served_model_leaves_no_trace_of_the_api_key(
     assert leaks == []
     assert (tmp_path / "model" / "MLmodel").is_file()
     assert CANARY not in caplog.text
+
+
+def test_a_key_can_come_from_the_file_named_in_the_environment(tmp_path, monkeypatch):
+    from llmops_mlflow.secrets import api_key
+
+    secret = tmp_path / "openai.key"
+    secret.write_text(CANARY + "\n", encoding="utf-8")
+    monkeypatch.delenv("LLMOPS_CANARY_KEY", raising=False)
+    monkeypatch.setenv("LLMOPS_CANARY_KEY_FILE", str(secret))
+    assert api_key("LLMOPS_CANARY_KEY", None) == CANARY
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(None, "cannot be read", id="missing-file"),
+        pytest.param("  \n", "which is empty", id="empty-file"),
+    ],
+)
+def test_an_unusable_secret_file_is_a_config_error(tmp_path, monkeypatch, content, message):
+    from llmops_mlflow.errors import ConfigError
+    from llmops_mlflow.secrets import api_key
+
+    secret = tmp_path / "openai.key"
+    if content is not None:
+        secret.write_text(content, encoding="utf-8")
+    monkeypatch.delenv("LLMOPS_CANARY_KEY", raising=False)
+    monkeypatch.setenv("LLMOPS_CANARY_KEY_FILE", str(secret))
+    with pytest.raises(ConfigError, match=f"LLMOPS_CANARY_KEY_FILE names .*{message}"):
+        api_key("LLMOPS_CANARY_KEY", None)
+
+
+def test_without_a_key_the_error_says_where_to_put_it(monkeypatch):
+    from llmops_mlflow.errors import ConfigError
+    from llmops_mlflow.secrets import api_key
+
+    monkeypatch.delenv("LLMOPS_CANARY_KEY", raising=False)
+    monkeypatch.delenv("LLMOPS_CANARY_KEY_FILE", raising=False)
+    with pytest.raises(ConfigError, match="LLMOPS_CANARY_KEY is not set.*LLMOPS_CANARY_KEY_FILE"):
+        api_key("LLMOPS_CANARY_KEY", None)
