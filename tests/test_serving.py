@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -21,11 +22,12 @@ from urllib.parse import urlsplit
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from mlflow.exceptions import MlflowException
 
 from llmops_mlflow.serving import MAX_ROWS, answers_frame, questions_from
 
-from .conftest import QUESTIONS
+from .conftest import QUESTIONS, REPO
 from .servers import free_port, wait_ok
 from .test_guardrails import INJECTIONS
 from .test_registry import sweep_and_register
@@ -354,3 +356,36 @@ def test_llmops_serve_of_an_unknown_model_exits_2(use_store):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "cannot load model 'models:/no-such-model@champion'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _exported_series() -> set[str]:
+    from prometheus_client import REGISTRY
+
+    import llmops_mlflow.server  # noqa: F401 - registers the HTTP response counter
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    return {
+        family.name + suffix
+        for family in REGISTRY.collect()
+        if family.name.startswith("llm_")
+        for suffix in suffixes.get(family.type, ("",))
+    }
+
+
+def test_grafana_dashboard_queries_only_series_the_model_exports():
+    dashboard = json.loads((REPO / "deploy" / "grafana-dashboard.json").read_text("utf-8"))
+    queries = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    used = set(re.findall(r"\bllm_[a-z_]+", queries))
+    assert {"llm_inference_latency_seconds_bucket", "llm_cost_per_request_sum"} <= used
+    assert used - _exported_series() == set()
+
+
+def test_prometheus_scrapes_both_ways_of_serving():
+    config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text("utf-8"))
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert targets == {
+        "llmops-serve": ["127.0.0.1:5000"],
+        "llmops-mlflow-models-serve": ["127.0.0.1:9464"],
+    }
