@@ -109,6 +109,10 @@ class DatasetConfig(_Strict):
     limit: int | None = Field(None, gt=0, description="evaluate only the first N questions")
 
 
+# Mirrors scoring.SCORERS (a test keeps them equal) without importing the scorers' libraries.
+BUILTIN_SCORERS = ("recall_at_k", "mrr", "hit_rate", "answer_similarity", "answer_f1")
+
+
 class RunOptions(_Strict):
     """How the sweep runs, as opposed to what it evaluates."""
 
@@ -118,6 +122,18 @@ class RunOptions(_Strict):
         description="the quality metric configs are compared on; default: answer_similarity, "
         "else answer_f1, else recall_at_k, whichever the dataset allows",
     )
+    scorers: list[str] | None = Field(
+        None,
+        description="the built-in scorers to run; default: every one the dataset allows "
+        "(the detector and the judge have their own sections)",
+    )
+
+    @model_validator(mode="after")
+    def _known_scorers(self) -> RunOptions:
+        unknown = [name for name in self.scorers or () if name not in BUILTIN_SCORERS]
+        if unknown:
+            raise ValueError(f"unknown scorer(s) {unknown}; choose from {list(BUILTIN_SCORERS)}")
+        return self
 
 
 JUDGE_METRICS = ("faithfulness", "response_relevancy", "context_precision", "context_recall")

@@ -133,7 +133,19 @@ def run_sweep(
     cache = ResultCache(cache_dir)
     detector = _detector(sweep)
     judge = RagasJudge(sweep.spec.judge, cache, budget) if sweep.spec.judge else None
-    context = _Context(dataset, corpus, store, cache, budget, tags, on_sample, detector, judge)
+    chosen = sweep.spec.options.scorers
+    context = _Context(
+        dataset,
+        corpus,
+        store,
+        cache,
+        budget,
+        tags,
+        on_sample,
+        detector,
+        judge,
+        tuple(chosen) if chosen is not None else None,
+    )
     resume_id = tracking.find_resumable(sweep.experiment_name, _identity_tags(tags))
     if resume_id:
         logger.info("resuming interrupted sweep run %s", resume_id)
@@ -169,6 +181,7 @@ class _Context:
     on_sample: Progress | None
     detector: HallucinationDetector | None = None
     judge: RagasJudge | None = None
+    scorers: tuple[str, ...] | None = None
 
 
 def _detector(sweep: Sweep) -> HallucinationDetector | None:
@@ -250,7 +263,7 @@ def _run_config(
     }
     with tracking.child_run(config.name, tags, resume_id) as run_id:
         samples, stopped = _answer_all(answerer, ctx.dataset.questions, config, ctx.on_sample)
-        scores = score_all(samples, _scorer_names(ctx.dataset))
+        scores = score_all(samples, _scorer_names(ctx.dataset, ctx.scorers))
         if ctx.detector is not None:
             scores |= hallucination_scores(samples, ctx.detector)
         metrics = _metrics(samples, scores, pricing, config.retriever.k)
@@ -434,7 +447,10 @@ class Answerer:
         return worst or 0.0
 
 
-def _scorer_names(dataset: EvalDataset) -> list[str]:
+def _scorer_names(dataset: EvalDataset, chosen: Sequence[str] | None) -> list[str]:
+    """The scorers the sweep names, else every one the dataset has the fields for."""
+    if chosen is not None:
+        return list(chosen)
     names = list(RETRIEVAL_SCORERS) if dataset.has_gold_ids else []
     return names + (list(REFERENCE_SCORERS) if dataset.has_references else [])
 

@@ -128,6 +128,19 @@ def test_flatten_gives_dotted_string_params():
             r"name: String should match",
             id="bad-name",
         ),
+        pytest.param(
+            BASE + "options: {scorers: [recall_at_k, bleu]}\n",
+            r"unknown scorer\(s\) \['bleu'\]; choose from \['recall_at_k'",
+            id="unknown-scorer",
+        ),
+        pytest.param(
+            BASE + "judge: {model: j, metrics: [faithfulnes]}\n",
+            r"unknown judge metric\(s\) \['faithfulnes'\]",
+            id="unknown-judge-metric",
+        ),
+        pytest.param(
+            BASE + "detector: {mode: slow}\n", r"detector\.mode: .*'fast' or 'full'", id="mode"
+        ),
     ],
 )
 def test_bad_sweep_files_name_the_key_and_value(write_sweep, body, match):
@@ -183,3 +196,10 @@ def test_index_dir_inside_the_project_is_fine(write_sweep, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     path = write_sweep(BASE.replace('"@INDEX@"', '".llmops/index"'))
     assert load_sweep(path).spec.options.index_dir == ".llmops/index"
+
+
+def test_builtin_scorer_names_match_the_registry():
+    from llmops_mlflow.config import BUILTIN_SCORERS
+    from llmops_mlflow.scoring import SCORERS
+
+    assert set(BUILTIN_SCORERS) == set(SCORERS)

@@ -176,3 +176,18 @@ def test_cli_budget_stop_exits_1_and_dry_run_exits_0(write_sweep, tmp_path, use_
     assert real.returncode == 1, real.stderr
     assert "budget_usd 0.25 reached" in real.stderr
     assert "parent run:" in real.stdout
+
+
+def test_a_sweep_runs_only_the_scorers_it_names(write_sweep, tmp_path, tracking_uri):
+    with fault_server(FaultScript()) as url:
+        path = _sweep(write_sweep, tmp_path, url)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(
+            text.replace('index_dir: "', 'scorers: [mrr, answer_f1], index_dir: "'),
+            encoding="utf-8",
+        )
+        result = run_sweep(path, tracking_uri=tracking_uri, cache_dir=None)
+    metrics = result.configs[0].metrics
+    assert "mrr" in metrics and "answer_f1" in metrics
+    assert not {"recall_at_k", "hit_rate", "answer_similarity"} & set(metrics)
+    assert "hallucination_rate" in metrics  # the detector has its own switch
