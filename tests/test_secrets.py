@@ -105,5 +105,5 @@ def test_without_a_key_the_error_says_where_to_put_it(monkeypatch):
 
     monkeypatch.delenv("LLMOPS_CANARY_KEY", raising=False)
     monkeypatch.delenv("LLMOPS_CANARY_KEY_FILE", raising=False)
-    with pytest.raises(ConfigError, match="LLMOPS_CANARY_KEY is not set.*LLMOPS_CANARY_KEY_FILE"):
+    with pytest.raises(ConfigError, match=r"LLMOPS_CANARY_KEY is not set.*LLMOPS_CANARY_KEY_FILE"):
         api_key("LLMOPS_CANARY_KEY", None)
