@@ -9,6 +9,7 @@ from llmops_mlflow.guardrails import (
     NOT_FOUND_REPLY,
     Guardrails,
     GuardrailsConfig,
+    Verdict,
     check_input,
     check_output,
     iban_valid,
@@ -64,8 +65,7 @@ def test_injection_is_blocked(text):
 
 @pytest.mark.parametrize("text", BENIGN.values(), ids=BENIGN.keys())
 def test_benign_question_passes_unchanged(text):
-    verdict = check_input(text)
-    assert verdict == verdict.__class__(True, text, ())
+    assert check_input(text) == Verdict(True, text, ())
 
 
 def test_injection_check_can_be_switched_off():
@@ -77,6 +77,11 @@ def test_extra_injection_pattern_blocks():
     config = GuardrailsConfig(extra_injection_patterns=(r"\bsudo mode\b",))
     verdict = check_input("Enter SUDO MODE now", config)
     assert (verdict.allowed, verdict.reasons) == (False, ("injection: matched custom_0",))
+
+
+def test_extra_injection_pattern_lets_other_questions_pass():
+    config = GuardrailsConfig(extra_injection_patterns=(r"\bsudo mode\b",))
+    assert check_input("Is sudo needed to change the tyre mode?", config).allowed
 
 
 def test_invalid_extra_pattern_is_a_config_error():
@@ -111,6 +116,11 @@ def test_lookalikes_are_not_redacted(text):
 def test_pii_redaction_can_be_switched_off_for_input():
     text = PII["email"][0]
     assert check_input(text, GuardrailsConfig(redact_pii_input=False)).text == text
+
+
+@pytest.mark.parametrize("text", NOT_PII.values(), ids=NOT_PII.keys())
+def test_answers_without_pii_pass_unchanged(text):
+    assert check_output(text, ["ctx"], 0.1) == Verdict(True, text, ())
 
 
 def test_pii_is_redacted_in_output():
