@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +39,11 @@ def _llmops(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     )
 
 
-@pytest.mark.parametrize("command", [[], ["sweep"], ["schema"]], ids=["top", "sweep", "schema"])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["sweep"], ["schema"], ["register"], ["serve"]],
+    ids=["top", "sweep", "schema", "register", "serve"],
+)
 def test_help(command):
     result = _llmops(*command, "--help")
     assert result.returncode == 0
@@ -209,3 +214,75 @@ def test_a_tracking_server_that_does_not_answer_exits_2_quickly(write_sweep, tmp
     assert result.returncode == 2
     assert "tracking server at http://127.0.0.1:9 does not answer" in result.stderr
     assert time.monotonic() - start < 30
+
+
+def _readme_block(after: str) -> str:
+    """The first bash block of the README that follows the line `after`."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    tail = readme.split(after, 1)[1]
+    return tail.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+def test_readme_register_then_mlflow_models_serve(write_sweep, tmp_path, monkeypatch):
+    """As the README says, in a folder with a sweep: `llmops register`, serve, ask with curl."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    commands = _readme_block("## Promote and serve the winner").split()
+    assert _readme_block("Then ask it").startswith("curl -s http://127.0.0.1:5000/invocations")
+    body = _readme_block("Then ask it").split("-d '", 1)[1].rsplit("'", 1)[0]
+    path = write_sweep(TINY.format(experiment="serve"))
+    sweep = _llmops("sweep", "--no-progress", str(path), cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+
+    registered = _llmops(*commands[1:2], cwd=tmp_path)
+    assert registered.returncode == 0, registered.stderr
+    assert "registered llmops-rag version 1: models:/llmops-rag@champion" in registered.stdout
+
+    port = _free_port()
+    serve = commands[2:9]
+    assert serve == "mlflow models serve -m models:/llmops-rag@champion --env-manager local".split()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), *serve[1:], "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PATH": _path()},
+        start_new_session=True,
+    )
+    try:
+        assert _wait_ok(f"http://127.0.0.1:{port}/ping", seconds=180)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            row = json.load(response)["predictions"][0]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert row["answer"] and row["contexts"] and row["tokens_completion"] > 0
+    assert row["hallucination_score"] is not None and row["blocked"] is False
+
+
+@pytest.mark.slow
+def test_mlflow_run_register_entry_point(write_sweep, use_store, tmp_path):
+    experiment = f"project-register-{tmp_path.name}"
+    sweep = _llmops("sweep", "--no-progress", str(write_sweep(TINY.format(experiment=experiment))))
+    assert sweep.returncode == 0, sweep.stderr
+    parent = sweep.stdout.split("parent run: ")[1].split()[0]
+    name = f"project-{tmp_path.name}"
+    command = [str(BIN / "mlflow"), "run", str(REPO), "-e", "register", "--env-manager", "local"]
+    params = ["-P", f"parent_run={parent}", "-P", f"name={name}"]
+    result = subprocess.run(
+        [*command, "--experiment-name", experiment, *params],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PATH": _path()},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    assert version.tags["llmops.parent_run_id"] == parent
+    project_run = mlflow.get_run(version.run_id)
+    assert project_run.data.tags["mlflow.project.entryPoint"] == "register"

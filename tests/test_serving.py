@@ -25,7 +25,8 @@ import pytest
 import yaml
 from mlflow.exceptions import MlflowException
 
-from llmops_mlflow.serving import MAX_ROWS, answers_frame, questions_from
+from llmops_mlflow.guardrails import NOT_FOUND_REPLY
+from llmops_mlflow.serving import MAX_ROWS, answer_row, answers_frame, load_parts, questions_from
 
 from .conftest import QUESTIONS, REPO
 from .servers import free_port, wait_ok
@@ -331,6 +332,27 @@ def test_1000_mixed_requests_at_8_clients_no_5xx_and_a_bounded_p99(llmops_server
     cheap = pd.Series([r.seconds for kind, r in results if kind != "valid"])
     assert seconds.quantile(0.99) < 20.0, seconds.describe()
     assert cheap.quantile(0.99) < 5.0, cheap.describe()
+
+
+@pytest.mark.slow
+def test_an_answer_below_the_groundedness_floor_is_replaced_and_counted(champion, tmp_path):
+    from prometheus_client import REGISTRY
+
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{champion['name']}@champion"))
+    guardrails = tmp_path / "guardrails.yaml"
+    guardrails.write_text("groundedness_floor: 1.0\n", encoding="utf-8")  # nothing is enough
+    logged = folder / "artifacts"
+    artifacts = {name: str(logged / f"{name}.yaml") for name in ("config", "detector")}
+    artifacts |= {"prompt": str(next(logged.glob("*.txt"))), "index": str(logged / "index")}
+    parts = load_parts({**artifacts, "guardrails": str(guardrails)})
+    blocks = ("llm_guardrail_blocks_total", {"rule": "groundedness"})
+    before = REGISTRY.get_sample_value(*blocks) or 0.0
+
+    row = answer_row(parts, QUESTIONS[1]["question"])
+    assert (row["answer"], row["blocked"]) == (NOT_FOUND_REPLY, True)
+    assert row["guardrail"].startswith("groundedness: hallucination score")
+    assert row["tokens_completion"] > 0  # the model answered; the answer was withheld
+    assert REGISTRY.get_sample_value(*blocks) == before + 1
 
 
 def test_questions_are_checked_before_the_model():
