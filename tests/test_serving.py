@@ -37,6 +37,7 @@ from .test_registry import sweep_and_register
 BIN = Path(sys.executable).parent
 MAX_CHARS = 300  # guardrails.max_input_chars of the second sweep's champion
 BODY_LIMIT = 100_000  # --max-body-bytes of the llmops server
+SERVER_LOGS: dict[str, Path] = {}
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def llmops_server(champion, tracking_uri, tmp_path_factory) -> Iterator[str]:
     command = [str(BIN / "llmops"), "serve", f"models:/{champion['name']}@champion"]
     command += ["--port", str(port), "--max-body-bytes", str(BODY_LIMIT)]
     log = tmp_path_factory.mktemp("logs") / "llmops-serve.log"
+    SERVER_LOGS["llmops"] = log
     with served(command, _env(tracking_uri), f"http://127.0.0.1:{port}", log) as url:
         yield url
 
@@ -361,6 +363,14 @@ def test_an_answer_below_the_groundedness_floor_is_replaced_and_counted(champion
     assert row["guardrail"].startswith("groundedness: hallucination score")
     assert row["tokens_completion"] > 0  # the model answered; the answer was withheld
     assert REGISTRY.get_sample_value(*blocks) == before + 1
+
+
+@pytest.mark.slow
+def test_model_and_index_load_once_per_process(llmops_server):
+    for question in QUESTIONS:
+        assert ask(llmops_server, question["question"]).status == 200
+    log = SERVER_LOGS["llmops"].read_text(encoding="utf-8")
+    assert (log.count("model ready: config"), log.count("loading local model")) == (1, 1)
 
 
 def test_questions_are_checked_before_the_model():
