@@ -28,6 +28,13 @@ base: {{llm: {{max_tokens: 16}}, retriever: {{k: 1}}}}
 """
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mlflow.set_experiment` in an earlier in-process sweep exports MLFLOW_EXPERIMENT_ID, which
+    `mlflow run --experiment-name` refuses to combine with; a user's shell has no such leftover."""
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+
+
 def _llmops(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
     return subprocess.run(
         [str(BIN / "llmops"), *args],
