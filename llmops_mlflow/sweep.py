@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 from langchain_core.runnables import Runnable
 from mlflow.entities import Run
@@ -223,7 +222,7 @@ def _run_or_restore(
 
 
 def _restore(resolved: ResolvedConfig, run: Run) -> ConfigResult:
-    table = mlflow.load_table("eval_results.json", run_ids=[run.info.run_id])
+    table = tracking.load_table(run.info.run_id, "eval_results.json")
     return ConfigResult(
         resolved.name,
         resolved.config_hash,

@@ -196,6 +196,17 @@ def log_table(frame: pd.DataFrame, name: str) -> None:
     mlflow.log_table(data=frame, artifact_file=name)
 
 
+def load_table(run_id: str, name: str) -> pd.DataFrame:
+    """A table a run logged, read from that run's own experiment.
+
+    `mlflow.load_table` looks in the active experiment, which after an earlier
+    `set_experiment` in the same process is not necessarily the run's.
+    """
+    run = mlflow.get_run(run_id)
+    client = mlflow.MlflowClient()
+    return client.load_table(run.info.experiment_id, name, run_ids=[run_id])
+
+
 def log_text(text: str, name: str) -> None:
     """Log a text artifact."""
     mlflow.log_text(text, name)

@@ -10,6 +10,7 @@ import time
 import mlflow
 import pytest
 
+from llmops_mlflow import tracking
 from llmops_mlflow.errors import ConfigError
 from llmops_mlflow.sweep import estimate_sweep, run_sweep
 
@@ -87,7 +88,7 @@ def test_provider_faults_never_crash_a_sweep(
     assert run.info.status == "FINISHED"
     assert run.data.metrics["errors"] == expected_errors
     assert elapsed >= min_seconds
-    table = mlflow.load_table("eval_results.json", run_ids=[run.info.run_id])
+    table = tracking.load_table(run.info.run_id, "eval_results.json")
     assert table["error"].notna().sum() == expected_errors
     if expected_errors:
         assert run.data.metrics["unscorable_recall_at_k"] == expected_errors

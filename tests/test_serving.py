@@ -26,6 +26,7 @@ import pytest
 import yaml
 from mlflow.exceptions import MlflowException
 
+from llmops_mlflow import tracking
 from llmops_mlflow.guardrails import NOT_FOUND_REPLY
 from llmops_mlflow.serving import MAX_ROWS, answer_row, answers_frame, load_parts, questions_from
 
@@ -147,7 +148,7 @@ def server_url(request) -> str:
 
 def _evaluated(champion: dict) -> pd.DataFrame:
     source = champion["v2"].tags["llmops.source_run_id"]
-    return mlflow.load_table("eval_results.json", run_ids=[source])
+    return tracking.load_table(source, "eval_results.json")
 
 
 @pytest.mark.slow

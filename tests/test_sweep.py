@@ -7,6 +7,7 @@ import json
 import mlflow
 import pytest
 
+from llmops_mlflow import tracking
 from llmops_mlflow.sweep import run_sweep, summary_frame
 from llmops_mlflow.tracking import git_commit
 
@@ -123,7 +124,7 @@ def test_child_runs_carry_params_tags_metrics_table_and_artifacts(two_sweeps):
 def test_per_sample_table_matches_the_metrics(two_sweeps):
     first, _ = two_sweeps
     result = first.configs[0]
-    table = mlflow.load_table("eval_results.json", run_ids=[result.run_id])
+    table = tracking.load_table(result.run_id, "eval_results.json")
     assert list(table["question_id"]) == ["t1", "b1"]
     assert table["tokens_prompt"].sum() == result.metrics["tokens_prompt"]
     assert table["recall_at_k"].mean() == pytest.approx(result.metrics["recall_at_k"])

@@ -8,6 +8,7 @@ import json
 import mlflow
 import pytest
 
+from llmops_mlflow import tracking
 from llmops_mlflow.sweep import estimate_sweep, run_sweep
 
 from .servers import LLAMA_ALIAS, Fault, FaultScript, fault_server, llama_server
@@ -85,7 +86,7 @@ def test_unparseable_judge_output_is_unscorable_with_the_reason(
     assert run.info.status == "FINISHED"
     assert run.data.metrics["unscorable_context_recall"] == 3
     assert "context_recall" not in run.data.metrics
-    table = mlflow.load_table("eval_results.json", run_ids=[run.info.run_id])
+    table = tracking.load_table(run.info.run_id, "eval_results.json")
     assert table["context_recall"].isna().all()
     assert table["context_recall_reason"].str.startswith("judge call failed").all()
 
@@ -116,7 +117,7 @@ def test_invalid_json_body_without_retries_is_unscorable(write_sweep, tmp_path, 
     run = mlflow.get_run(result.configs[0].run_id)
     assert run.data.metrics["unscorable_context_recall"] == 1
     assert run.data.metrics["context_recall"] == pytest.approx(2 / 3)  # over the 2 scored
-    table = mlflow.load_table("eval_results.json", run_ids=[run.info.run_id])
+    table = tracking.load_table(run.info.run_id, "eval_results.json")
     assert table["context_recall_reason"].str.contains("JSONDecodeError").sum() == 1
 
 
@@ -129,7 +130,7 @@ def test_persistent_judge_failure_never_crashes_the_sweep(write_sweep, tmp_path,
     assert run.info.status == "FINISHED"
     assert run.data.metrics["unscorable_context_recall"] == 3
     assert run.data.metrics["errors"] == 0
-    table = mlflow.load_table("eval_results.json", run_ids=[run.info.run_id])
+    table = tracking.load_table(run.info.run_id, "eval_results.json")
     assert table["context_recall_reason"].str.contains("InternalServerError").all()
 
 
@@ -168,7 +169,7 @@ def test_judge_spend_counts_against_the_budget(write_sweep, tmp_path, tracking_u
     )
     assert run.info.status == "FAILED"
     assert run.data.metrics["unscorable_context_recall"] >= 1
-    table = mlflow.load_table("eval_results.json", run_ids=[run.info.run_id])
+    table = tracking.load_table(run.info.run_id, "eval_results.json")
     reasons = table["context_recall_reason"].dropna()
     assert reasons.str.startswith("not judged: budget_usd 2.26 reached").any()
 
@@ -204,6 +205,6 @@ def test_real_local_model_as_judge_over_http(write_sweep, tmp_path, tracking_uri
     assert run.info.status == "FINISHED"
     assert metrics.get("faithfulness") is not None or metrics["unscorable_faithfulness"] > 0
     assert metrics["judge_tokens"] > 0
-    table = mlflow.load_table("eval_results.json", run_ids=[run.info.run_id])
+    table = tracking.load_table(run.info.run_id, "eval_results.json")
     for value, reason in zip(table["faithfulness"], table["faithfulness_reason"], strict=True):
         assert (value == value and value is not None) or reason
