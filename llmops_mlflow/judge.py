@@ -58,6 +58,7 @@ class _Metric:
     build: Callable[[Any, Any], BaseMetric]
     inputs: Callable[[Sample], dict[str, Any]]
     calls: Callable[[int], int]  # judge calls per sample, given k retrieved contexts
+    prompt_tokens: int  # the ragas prompt's own tokens per call, before the sample's text
     needs_reference: bool = False
     needs_contexts: bool = True
     needs_embeddings: bool = False
@@ -109,26 +110,28 @@ def _question_reference_contexts(sample: Sample) -> dict[str, Any]:
 
 METRICS: dict[str, _Metric] = {
     # Statements, then verdicts.
-    "faithfulness": _Metric(_build_faithfulness, _question_answer_contexts, lambda _k: 2),
+    "faithfulness": _Metric(_build_faithfulness, _question_answer_contexts, lambda _k: 2, 650),
     # One generated question per `strictness` (3 by default).
     "response_relevancy": _Metric(
         _build_relevancy,
         _question_answer,
         lambda _k: 3,
+        610,
         needs_contexts=False,
         needs_embeddings=True,
     ),
     # One verdict per retrieved context.
     "context_precision": _Metric(
-        _build_precision, _question_reference_contexts, lambda k: k, needs_reference=True
+        _build_precision, _question_reference_contexts, lambda k: k, 1060, needs_reference=True
     ),
     "context_recall": _Metric(
-        _build_recall, _question_reference_contexts, lambda _k: 1, needs_reference=True
+        _build_recall, _question_reference_contexts, lambda _k: 1, 1580, needs_reference=True
     ),
 }
-# A ragas prompt's instructions and examples, before the sample's own text (measured with
-# SmolLM2's tokenizer on ragas 0.4 prompts; see docs/benchmarks.md).
-RAGAS_PROMPT_TOKENS = 700
+# The prompt_tokens above: what each metric's ragas 0.4 prompts (instructions, examples and
+# instructor's output schema) send per call, less the sample's own text, in cl100k_base tokens,
+# as captured on the wire. Faithfulness averages its two prompts: statements (480) and
+# verdicts on them (about 820).
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,11 @@ def estimate_judge(
 ) -> JudgeEstimate:
     """Calls per metric times samples; each call carries the ragas prompt and the sample's
     question, answer and contexts (`sample_tokens`), and writes at most max_tokens."""
-    calls = samples * sum(METRICS[name].calls(k) for name in config.metrics)
-    prompt = calls * (RAGAS_PROMPT_TOKENS + sample_tokens)
+    per_sample = {name: METRICS[name].calls(k) for name in config.metrics}
+    calls = samples * sum(per_sample.values())
+    prompt = samples * sum(
+        n * (METRICS[name].prompt_tokens + sample_tokens) for name, n in per_sample.items()
+    )
     completion = calls * config.max_tokens
     cost = judge_pricing(config).cost(round(prompt), completion)
     return JudgeEstimate(calls, prompt, completion, cost)
@@ -341,6 +347,7 @@ class RagasJudge:
             budget.check_priced(f"judge {config.model}", self.pricing)
         self.usage = JudgeUsage(cost_usd=self.pricing.cost(0, 0))
         self.stopped: BudgetExceeded | None = None
+        self._judged = _UsageCounter()
 
     def score(
         self, samples: Sequence[Sample], on_sample: Callable[[int], None] | None = None

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
+from llmops_mlflow.budget import count_tokens
 from llmops_mlflow.cache import ResultCache
 from llmops_mlflow.chain import Answer
 from llmops_mlflow.config import JUDGE_METRICS, JudgeConfig, Price
 from llmops_mlflow.datasets import Question
-from llmops_mlflow.judge import RagasJudge, failure_reason
+from llmops_mlflow.judge import RagasJudge, estimate_judge, failure_reason
 from llmops_mlflow.scoring import Sample, Score
 from tests.servers import LLAMA_ALIAS, Fault, FaultScript, fault_server, llama_server
 
@@ -105,47 +106,63 @@ def test_real_model_judge_tokens_are_counted(real_run):
     assert judge.usage.calls >= len(JUDGE_METRICS)
 
 
-# Canned judge answers give exact scores.
+# Canned judge answers give exact scores. Each metric's canned replies (one per judge call) and the exact score they give.
+CANNED = [
+    pytest.param("context_recall", [RECALL_2_OF_3], 2 / 3, id="recall-2-of-3-attributed"),
+    pytest.param(
+        "context_precision",
+        [{"reason": "useful", "verdict": 1}, {"reason": "off topic", "verdict": 0}],
+        1.0,  # ragas adds 1e-10 to its denominator
+        id="precision-useful-context-first",
+    ),
+    pytest.param(
+        "faithfulness",
+        [
+            {"statements": ["Tea is brewed at 80 C.", "Tea is brewed by monks."]},
+            {
+                "statements": [
+                    {"statement": "Tea is brewed at 80 C.", "reason": "in [1]", "verdict": 1},
+                    {"statement": "Tea is brewed by monks.", "reason": "absent", "verdict": 0},
+                ]
+            },
+        ],
+        0.5,
+        id="faithfulness-1-of-2-supported",
+    ),
+    pytest.param(
+        "response_relevancy",
+        [{"question": _sample().question.question, "noncommittal": 0}] * 3,
+        1.0,  # the local MiniLM embeds the same question to the same unit vector
+        id="relevancy-question-regenerated-exactly",
+    ),
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("metric", "replies", "expected"),
-    [
-        pytest.param("context_recall", [RECALL_2_OF_3], 2 / 3, id="recall-2-of-3-attributed"),
-        pytest.param(
-            "context_precision",
-            [{"reason": "useful", "verdict": 1}, {"reason": "off topic", "verdict": 0}],
-            1.0,  # ragas adds 1e-10 to its denominator
-            id="precision-useful-context-first",
-        ),
-        pytest.param(
-            "faithfulness",
-            [
-                {"statements": ["Tea is brewed at 80 C.", "Tea is brewed by monks."]},
-                {
-                    "statements": [
-                        {"statement": "Tea is brewed at 80 C.", "reason": "in [1]", "verdict": 1},
-                        {"statement": "Tea is brewed by monks.", "reason": "absent", "verdict": 0},
-                    ]
-                },
-            ],
-            0.5,
-            id="faithfulness-1-of-2-supported",
-        ),
-        pytest.param(
-            "response_relevancy",
-            [{"question": _sample().question.question, "noncommittal": 0}] * 3,
-            1.0,  # the local MiniLM embeds the same question to the same unit vector
-            id="relevancy-question-regenerated-exactly",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("metric", "replies", "expected"), CANNED)
 def test_canned_judge_answers_give_exact_scores(metric, replies, expected):
     script = FaultScript(faults=[Fault(body=_completion(reply)) for reply in replies])
     with fault_server(script) as url:
         scores = _judge(url, [metric]).score([_sample()])
     assert scores[metric][0].value == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("metric", "replies", "expected"), CANNED)
+def test_dry_run_estimate_matches_the_prompt_tokens_sent(metric, replies, expected):
+    sample = _sample()
+    script = FaultScript(faults=[Fault(body=_completion(reply)) for reply in replies])
+    with fault_server(script) as url:
+        _judge(url, [metric]).score([sample])
+    sent = sum(
+        count_tokens(" ".join(m["content"] for m in request["messages"]))
+        for request in script.requests
+    )
+    own = count_tokens(" ".join([sample.question.question, sample.answer.answer, *CONTEXTS]))
+    config = JudgeConfig(model="judge", base_url="http://127.0.0.1:9/v1", metrics=[metric])
+    estimate = estimate_judge(config, samples=1, k=len(CONTEXTS), sample_tokens=own)
+    assert estimate.calls == len(script.requests)
+    assert estimate.prompt_tokens == pytest.approx(sent, rel=0.15)
 
 
 @pytest.mark.slow
