@@ -4,8 +4,9 @@
     python bench/detector_bench.py --mode fast          # lexical signals only
     python bench/detector_bench.py --fit                # refit the coefficients on train halves
 
-Reads ../shared/datasets (halueval_qa labelled answers, and the intrinsic set built from
-clapnq_dev by bench/intrinsic_set.py) and prints a markdown table to stdout.
+Reads ../shared/datasets (halueval_qa labelled answers, the intrinsic set built from
+clapnq_dev by bench/intrinsic_set.py, and clapnq's human-written reference answers, all
+faithful) and prints a markdown table to stdout.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ logger = logging.getLogger("detector_bench")
 DATASETS = REPO_ROOT / ".." / "shared" / "datasets"
 HALUEVAL = DATASETS / "halueval_qa" / "labelled_answers.jsonl"
 CLAPNQ = DATASETS / "clapnq_dev" / "qa.jsonl"
+FITTED_ON = ("halueval_qa", "intrinsic")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,27 @@ def load_halueval(split: str) -> list[dict[str, Any]]:
 
 def load_intrinsic(seed: int, split: str) -> list[dict[str, Any]]:
     return [asdict(row) for row in intrinsic_set.build(CLAPNQ, seed, None, split)]
+
+
+def load_references(split: str) -> list[dict[str, Any]]:
+    """Every human-written clapnq reference answer on its gold passage: all faithful.
+
+    They merge and rephrase passage sentences, so they measure false alarms on answers
+    that are right but not copied.
+    """
+    rows = [json.loads(line) for line in CLAPNQ.read_text(encoding="utf-8").splitlines()]
+    return [
+        {
+            "id": f"{row['id']}-ref{n}",
+            "question": row["question"],
+            "contexts": row["contexts"],
+            "answer": answer,
+            "hallucinated": False,
+        }
+        for row in rows
+        if row["answerable"] and (split == "all" or intrinsic_set.split_of(row["id"]) == split)
+        for n, answer in enumerate(row["reference_answers"])
+    ]
 
 
 def sample(rows: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict[str, Any]]:
@@ -139,6 +162,13 @@ def table(results: dict[str, list[Scored]], mode: str) -> str:
     ]
     for dataset, scored in results.items():
         labels = [s.hallucinated for s in scored]
+        if not any(labels):  # faithful only: the share flagged is the false-alarm rate
+            flagged = sum(s.flagged for s in scored) / len(scored)
+            lines.append(
+                f"| {dataset} | {len(scored)} | detector ({mode}), false alarms "
+                f"| | {flagged:.3f} flagged | |"
+            )
+            continue
         methods: dict[str, Metrics] = {
             f"detector ({mode})": metrics(labels, [s.flagged for s in scored]),
             "answer length, best threshold*": best_threshold(
@@ -225,6 +255,8 @@ def univariate(scored: list[Scored]) -> str:
         aucs = []
         for dataset in sorted({s.dataset for s in scored}):
             chosen = [s for s in scored if s.dataset == dataset]
+            if len({s.hallucinated for s in chosen}) < 2:
+                continue
             labels = [s.hallucinated for s in chosen]
             auc = roc_auc_score(labels, [s.signals[name] for s in chosen])
             aucs.append(f"{dataset}={auc:.3f}")
@@ -241,7 +273,8 @@ def read_dump(path: Path) -> list[Scored]:
 
 def run_fit(path: Path, features: str) -> str:
     """Fit a combiner on scored rows written by --dump (use --split train for them)."""
-    scored = read_dump(path)
+    # The combiners were fitted on these two sets; clapnq_refs is reported, not fitted on.
+    scored = [s for s in read_dump(path) if s.dataset in FITTED_ON]
     logger.info("univariate AUCs of %d rows:\n%s", len(scored), univariate(scored))
     names = features.split(",") if features else list(scored[0].signals)
     return repr(fit(scored, names))
@@ -283,16 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     detector = det.HallucinationDetector(mode=args.mode, n_threads=args.threads)
     halueval = sample(load_halueval(args.split), args.limit, args.seed)
     intrinsic_rows = sample(load_intrinsic(args.seed, args.split), args.limit, args.seed)
+    references = sample(load_references(args.split), args.limit, args.seed)
     logger.info(
-        "scoring %d halueval_qa and %d intrinsic rows (%s half, %s mode)",
+        "scoring %d halueval_qa, %d intrinsic and %d clapnq reference rows (%s half, %s mode)",
         len(halueval),
         len(intrinsic_rows),
+        len(references),
         args.split,
         args.mode,
     )
     results = {
         "halueval_qa": score_rows(detector, halueval, "halueval_qa"),
         "intrinsic": score_rows(detector, intrinsic_rows, "intrinsic"),
+        "clapnq_refs": score_rows(detector, references, "clapnq_refs"),
     }
     if args.dump:
         args.dump.parent.mkdir(parents=True, exist_ok=True)
