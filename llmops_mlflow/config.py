@@ -6,6 +6,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -18,6 +19,10 @@ from llmops_mlflow.guardrails import GuardrailsConfig
 
 SCHEMA_PATH = Path("experiments") / "schema.json"
 M = TypeVar("M", bound=BaseModel)
+# Each config is a full evaluation run; a grid past this is a typo (a list where a value was
+# meant) or a sweep that would take weeks. Counting first keeps a huge grid from hanging.
+MAX_CONFIGS = 1000
+MAX_SHOWN_CHARS = 120
 
 
 class _Strict(BaseModel):
@@ -59,6 +64,15 @@ class RetrieverConfig(_Strict):
     k: int = Field(4, gt=0, le=50)
     fetch_k: int = Field(20, gt=0, description="candidates MMR re-ranks")
     lambda_mult: float = Field(0.5, ge=0.0, le=1.0, description="MMR diversity weight")
+
+    @model_validator(mode="after")
+    def _enough_candidates(self) -> RetrieverConfig:
+        # MMR picks k of fetch_k candidates: with fewer, it returns fewer than k contexts.
+        if self.search_type == "mmr" and self.fetch_k < self.k:
+            raise ValueError(
+                f"fetch_k ({self.fetch_k}) must be at least k ({self.k}) for search_type mmr"
+            )
+        return self
 
 
 class Price(_Strict):
@@ -290,8 +304,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from err
+    if data is None:
+        raise ConfigError(
+            f"{path} is empty; a sweep file needs at least 'name' and 'dataset' "
+            "(see experiments/quickstart.yaml)"
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level (keys such as name, dataset, base, "
+            f"grid), got a {type(data).__name__}"
+        )
     return data
 
 
@@ -310,8 +332,20 @@ def _describe(err: ValidationError, path: Path, where: str) -> str:
             hint = "unknown key; check its spelling against experiments/schema.json"
             lines.append(f"  {key}: {hint}")
             continue
-        lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+        if item["type"] == "missing":
+            lines.append(f"  {key}: {item['msg']}")
+            continue
+        lines.append(f"  {key}: {item['msg']} (got {_shown(item.get('input'))})")
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    """A value as the message shows it: whole if short, else its start (YAML aliases can make
+    a small file decode to a huge value)."""
+    text = repr(value)
+    if len(text) <= MAX_SHOWN_CHARS:
+        return text
+    return f"{text[:MAX_SHOWN_CHARS]}... ({type(value).__name__} of {len(text):,} characters)"
 
 
 def expand(spec: SweepFile, source: Path = Path("<sweep>")) -> list[RagConfig]:
@@ -321,6 +355,7 @@ def expand(spec: SweepFile, source: Path = Path("<sweep>")) -> list[RagConfig]:
     for key, values in spec.grid.items():
         if not values:
             raise ConfigError(f"{source}: grid.{key} is an empty list; give it at least one value")
+    _check_size(spec, len(variants), source)
     keys = list(spec.grid)
     configs = []
     for variant in variants:
@@ -328,8 +363,22 @@ def expand(spec: SweepFile, source: Path = Path("<sweep>")) -> list[RagConfig]:
         for values in itertools.product(*(spec.grid[key] for key in keys)):
             data = _apply(merged, dict(zip(keys, values, strict=True)), source, "grid")
             data["name"] = _point_name(variant.name, keys, values, bool(spec.variants))
-            configs.append(_validate(RagConfig, data, source, f" in config {data['name']!r}"))
+            configs.append(_validate(RagConfig, data, source, f" in config {_shown(data['name'])}"))
     return configs
+
+
+def _check_size(spec: SweepFile, variants: int, source: Path) -> None:
+    sizes = [len(values) for values in spec.grid.values()]
+    total = math.prod(sizes) * variants
+    if total > MAX_CONFIGS:
+        factors = " x ".join(
+            [f"{variants} variant(s)"]
+            + [f"{size} {key}" for key, size in zip(spec.grid, sizes, strict=True)]
+        )
+        raise ConfigError(
+            f"{source}: the sweep expands to {total:,} configs ({factors}), over the limit of "
+            f"{MAX_CONFIGS:,}; narrow the grid or split it into several sweep files"
+        )
 
 
 def _apply(base: dict[str, Any], overrides: dict[str, Any], source: Path, what: str) -> dict:
@@ -384,14 +433,23 @@ def config_hash(config: RagConfig, prompt_text: str) -> str:
 
 
 def _check_unique_names(configs: tuple[ResolvedConfig, ...], path: Path) -> None:
+    """Configs differ in content and in name: runs, comparisons and the champion go by name."""
     seen: dict[str, str] = {}
+    names: set[str] = set()
     for item in configs:
+        if not item.name.strip():
+            raise ConfigError(f"{path}: a config has an empty name; give each variant a name")
         if item.config_hash in seen:
             raise ConfigError(
                 f"{path}: configs {seen[item.config_hash]!r} and {item.name!r} are identical; "
                 "remove one of them"
             )
+        if item.name in names:
+            raise ConfigError(
+                f"{path}: two configs are named {item.name!r}; give each variant its own name"
+            )
         seen[item.config_hash] = item.name
+        names.add(item.name)
 
 
 def flatten(config: RagConfig) -> dict[str, str]:

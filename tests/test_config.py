@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -141,6 +142,36 @@ def test_flatten_gives_dotted_string_params():
         pytest.param(
             BASE + "detector: {mode: slow}\n", r"detector\.mode: .*'fast' or 'full'", id="mode"
         ),
+        pytest.param("", r"is empty; a sweep file needs at least 'name'", id="empty-file"),
+        pytest.param("# only a comment\n", r"is empty", id="only-a-comment"),
+        pytest.param("just words\n", r"expected a mapping .*got a str", id="a-scalar"),
+        pytest.param(
+            BASE + "variants:\n  - {name: a, overrides: {retriever.k: 1}}\n"
+            "  - {name: a, overrides: {retriever.k: 2}}\n",
+            r"two configs are named 'a'; give each variant its own name",
+            id="duplicate-variant-names",
+        ),
+        pytest.param(
+            BASE + "variants: [{name: ' ', overrides: {}}]\n",
+            r"a config has an empty name",
+            id="empty-variant-name",
+        ),
+        pytest.param(
+            BASE + "base: {retriever: {search_type: mmr, k: 10, fetch_k: 5}}\n",
+            r"fetch_k \(5\) must be at least k \(10\) for search_type mmr",
+            id="mmr-fetch-k-below-k",
+        ),
+        pytest.param(
+            BASE
+            + "grid:\n"
+            + "".join(
+                f"  llm.{key}: {list(range(1, 11))}\n"
+                for key in ("seed", "max_tokens", "n_ctx", "max_retries")
+            ),
+            r"expands to 10,000 configs \(1 variant\(s\) x 10 llm\.seed x 10 llm\.max_tokens"
+            r".*over the limit of 1,000; narrow the grid",
+            id="huge-grid",
+        ),
     ],
 )
 def test_bad_sweep_files_name_the_key_and_value(write_sweep, body, match):
@@ -203,3 +234,32 @@ def test_builtin_scorer_names_match_the_registry():
     from llmops_mlflow.scoring import SCORERS
 
     assert set(BUILTIN_SCORERS) == set(SCORERS)
+
+
+def test_a_grid_of_a_million_configs_is_refused_before_it_is_expanded(write_sweep):
+    values = list(range(1, 11))
+    keys = ("retriever.k", "retriever.fetch_k", "llm.seed", "llm.max_tokens", "llm.n_ctx")
+    grid = "".join(f"  {key}: {values}\n" for key in (*keys, "chunking.chunk_size"))
+    path = write_sweep(BASE + "grid:\n" + grid)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"expands to 1,000,000 configs"):
+        load_sweep(path)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_yaml_alias_bomb_gives_a_short_message(write_sweep):
+    lines = [
+        "variants:",
+        "  - name: v",
+        "    overrides:",
+        "      _x:",
+        "        - &a [x,x,x,x,x,x]",
+    ]
+    for previous, name in zip("abcdef", "bcdefg", strict=True):
+        lines.append(f"        - &{name} [{', '.join([f'*{previous}'] * 6)}]")
+    path = write_sweep(BASE + "\n".join(lines) + "\ngrid: {retriever.k: [*g]}\n")
+    with pytest.raises(
+        ConfigError, match=r"retriever\.k: .*\(list of [\d,]+ characters\)"
+    ) as caught:
+        load_sweep(path)
+    assert len(str(caught.value)) < 1000
