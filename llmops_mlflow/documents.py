@@ -97,15 +97,19 @@ def _load_files(files: list[Path], folder: Path) -> list[Document]:
 def _read_text(path: Path) -> str:
     if path.stat().st_size > MAX_DOCUMENT_BYTES:
         raise DataError(f"{path} is larger than {MAX_DOCUMENT_BYTES // 2**20} MiB; split it")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path} cannot be read ({err.strerror}); check its permissions") from err
     if b"\x00" in raw[:8192]:
         raise DataError(f"{path} looks binary (it contains NUL bytes); corpora hold text only")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataError(
             f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); re-save it as UTF-8"
         ) from err
+    return text.removeprefix("\ufeff")  # the BOM Windows editors write is not text
 
 
 def _title(text: str, path: Path) -> str:
@@ -117,17 +121,33 @@ def _load_jsonl(path: Path) -> list[Document]:
     documents: list[Document] = []
     seen: set[str] = set()
     for number, row in read_jsonl(path):
-        doc_id, text = row.get("doc_id"), row.get("text")
-        if not isinstance(doc_id, str | int) or not isinstance(text, str) or not text.strip():
-            raise DataError(
-                f"{path}:{number}: each row needs 'doc_id' and a non-empty 'text' "
-                f"(got keys {sorted(row)})"
-            )
-        if str(doc_id) in seen:
-            raise DataError(f"{path}:{number}: duplicate doc_id {doc_id!r}")
-        seen.add(str(doc_id))
-        documents.append(Document(doc_id=str(doc_id), text=text, title=str(row.get("title", ""))))
+        document = _row_document(row, f"{path}:{number}")
+        if document.doc_id in seen:
+            raise DataError(f"{path}:{number}: duplicate doc_id {document.doc_id!r}")
+        seen.add(document.doc_id)
+        documents.append(document)
     return documents
+
+
+def _row_document(row: dict, where: str) -> Document:
+    doc_id, text, title = row.get("doc_id"), row.get("text"), row.get("title")
+    if "doc_id" not in row or "text" not in row:
+        raise DataError(
+            f"{where}: each row needs 'doc_id' and a non-empty 'text' (got keys {sorted(row)})"
+        )
+    # bool is an int to Python, but `true` as an id is a mistake, not the id "True".
+    if isinstance(doc_id, bool) or not isinstance(doc_id, str | int) or not str(doc_id).strip():
+        raise DataError(f"{where}: 'doc_id' must be a non-empty string, got {doc_id!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{where}: 'text' must be a non-empty string, got {_brief(text)}")
+    if title is not None and not isinstance(title, str):
+        raise DataError(f"{where}: 'title' must be a string, got {_brief(title)}")
+    return Document(doc_id=str(doc_id), text=text, title=title or "")
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:60]}... ({type(value).__name__})"
 
 
 def _digest(documents: list[Document]) -> str:

@@ -78,6 +78,41 @@ def test_digest_changes_with_content_only(tmp_path, corpus_dir):
             r"use a folder, a \.jsonl file",
             id="unknown-suffix",
         ),
+        pytest.param(
+            lambda p: _write(p / "c.jsonl", b'{"doc_id": true, "text": "a"}\n'),
+            r"c.jsonl:1: 'doc_id' must be a non-empty string, got True",
+            id="doc-id-bool",
+        ),
+        pytest.param(
+            lambda p: _write(p / "c.jsonl", b'{"doc_id": " ", "text": "a"}\n'),
+            r"c.jsonl:1: 'doc_id' must be a non-empty string, got ' '",
+            id="doc-id-blank",
+        ),
+        pytest.param(
+            lambda p: _write(p / "c.jsonl", b'{"doc_id": 1.5, "text": "a"}\n'),
+            r"'doc_id' must be a non-empty string, got 1.5",
+            id="doc-id-float",
+        ),
+        pytest.param(
+            lambda p: _write(p / "c.jsonl", b'{"doc_id": "a", "text": ["a"]}\n'),
+            r"c.jsonl:1: 'text' must be a non-empty string, got \['a'\]",
+            id="text-not-string",
+        ),
+        pytest.param(
+            lambda p: _write(p / "c.jsonl", b'{"doc_id": "a", "text": "a", "title": {"t": 1}}\n'),
+            r"c.jsonl:1: 'title' must be a string, got \{'t': 1\}",
+            id="title-not-string",
+        ),
+        pytest.param(
+            lambda p: _write(p / "c.jsonl", b'{"doc_id": ' + b"9" * 5000 + b', "text": "a"}\n'),
+            r"c.jsonl:1: a number too long to read .*write long ids as strings",
+            id="5000-digit-number",
+        ),
+        pytest.param(
+            lambda p: _write(p / "c.jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n"),
+            r"c.jsonl:1: arrays or objects nested too deeply to read",
+            id="nested-100000-deep",
+        ),
     ],
 )
 def test_bad_corpora_are_data_errors(tmp_path, setup, match):
@@ -131,3 +166,28 @@ def test_markdown_chunks_do_not_straddle_sections(corpus_dir):
     assert len(texts) == 2
     assert texts[0].startswith("# Tea") or "Brewing" in texts[0]
     assert "Storage" in texts[1] and "Brewing" not in texts[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "title"),
+    [
+        pytest.param(
+            "c.jsonl", b'\xef\xbb\xbf{"doc_id": "a", "text": "# Tea\\nx"}\n', "", id="jsonl"
+        ),
+        pytest.param("a.md", b"\xef\xbb\xbf# Tea\r\nx\r\n", "Tea", id="markdown-crlf"),
+    ],
+)
+def test_a_utf8_bom_is_not_part_of_the_text(tmp_path, name, data, title):
+    corpus = load_corpus(_write(tmp_path / name, data))
+    assert [(d.doc_id, d.text[:5], d.title) for d in corpus.documents] == [("a", "# Tea", title)]
+
+
+def test_an_unreadable_file_is_a_data_error(tmp_path, monkeypatch):
+    _write(tmp_path / "a.md", b"text")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(tmp_path), "read_bytes", denied)  # root reads a chmod-000 file
+    with pytest.raises(DataError, match=r"a\.md cannot be read \(Permission denied\)"):
+        load_corpus(tmp_path)
