@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmops_mlflow.errors import DataError
 from llmops_mlflow.jsonl import read_jsonl
+
+FIELDS = ("id", "question", "reference_answer", "gold_doc_ids")
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,18 @@ def load_questions(path: str | Path, limit: int | None = None) -> EvalDataset:
 
 
 def _question(row: dict[str, Any], path: Path, number: int) -> Question:
+    _check_keys(row, path, number)
     for key in ("id", "question"):
         value = row.get(key)
-        if not isinstance(value, str | int) or not str(value).strip():
+        if value is None or (isinstance(value, str) and not value.strip()):
             raise DataError(
                 f"{path}:{number}: field {key!r} is missing or empty (got {value!r}); "
                 "each row needs a non-empty 'id' and 'question'"
+            )
+        if not _is_id(value):
+            raise DataError(
+                f"{path}:{number}: field {key!r} must be a string or an integer, got "
+                f"{type(value).__name__} {value!r}"
             )
     reference = row.get("reference_answer")
     if reference is not None and not isinstance(reference, str):
@@ -80,11 +90,48 @@ def _question(row: dict[str, Any], path: Path, number: int) -> Question:
 def _gold_ids(value: Any, path: Path, number: int) -> tuple[str, ...] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-        raise DataError(f"{path}:{number}: 'gold_doc_ids' must be a list of ids, got {value!r}")
+    if not isinstance(value, list) or not all(_is_id(v) and str(v).strip() for v in value):
+        raise DataError(
+            f"{path}:{number}: 'gold_doc_ids' must be a list of doc ids (strings), got {value!r}"
+        )
     return tuple(str(v) for v in value)
+
+
+def _is_id(value: Any) -> bool:
+    # bool is an int to Python, but `true` as an id is a mistake, not the id "True".
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def _check_keys(row: dict[str, Any], path: Path, number: int) -> None:
+    """Extra keys (a category, a source) are kept out of the way; a misspelt one is an error,
+    since it would silently turn off the metric that needs the field."""
+    for key in row:
+        if key in FIELDS:
+            continue
+        close = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.8)
+        if close:
+            raise DataError(
+                f"{path}:{number}: unknown field {key!r}; did you mean {close[0]!r}? "
+                f"(fields: {', '.join(FIELDS)})"
+            )
 
 
 def _digest(questions: tuple[Question, ...]) -> str:
     rows = [[q.id, q.question, q.reference_answer, q.gold_doc_ids] for q in questions]
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_gold_ids(dataset: EvalDataset, doc_ids: Collection[str], corpus: Path) -> None:
+    """Every gold id must name a corpus document; a stray one makes recall silently 0."""
+    known = set(doc_ids)
+    for question in dataset.questions:
+        unknown = [d for d in question.gold_doc_ids or () if d not in known]
+        if not unknown:
+            continue
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise DataError(
+            f"{dataset.path}: question {question.id!r} names gold doc id(s) {unknown} that the "
+            f"corpus {str(corpus)!r} does not hold; {hint}doc ids are file paths without the "
+            "suffix, or the 'doc_id' of a JSONL corpus"
+        )
