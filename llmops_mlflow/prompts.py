@@ -27,9 +27,14 @@ def load_template(name_or_path: str, prompts_dir: Path) -> tuple[Path, str]:
     """Find a template by name (a file in `prompts_dir`) or path and validate it."""
     path = _locate(name_or_path, prompts_dir)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"prompt template {path} is not UTF-8 text: {err}") from err
+        raise ConfigError(
+            f"prompt template {path} is not UTF-8 text (byte {err.start}: {err.reason}); "
+            "re-save it as UTF-8"
+        ) from err
+    except OSError as err:
+        raise ConfigError(f"prompt template {path} cannot be read ({err.strerror})") from err
     validate(text, path)
     return path, text
 
@@ -41,7 +46,10 @@ def _locate(name_or_path: str, prompts_dir: Path) -> Path:
     named = prompts_dir / f"{name_or_path}{TEMPLATE_SUFFIX}"
     if named.is_file():
         return named
-    available = sorted(p.stem for p in prompts_dir.glob(f"*{TEMPLATE_SUFFIX}"))
+    for path in (candidate, named):
+        if path.suffix == TEMPLATE_SUFFIX and path.is_dir():
+            raise ConfigError(f"prompt template {path} is a folder; name a text file")
+    available = sorted(p.stem for p in prompts_dir.glob(f"*{TEMPLATE_SUFFIX}") if p.is_file())
     raise ConfigError(
         f"prompt {name_or_path!r} not found: no file {named}; "
         f"templates in {prompts_dir}: {', '.join(available) or 'none'}"
@@ -50,6 +58,11 @@ def _locate(name_or_path: str, prompts_dir: Path) -> Path:
 
 def validate(text: str, path: Path) -> None:
     """Fail on unknown, missing or non-plain variables (no attribute or index access)."""
+    if not text.strip():
+        raise ConfigError(
+            f"prompt template {path} is empty; write the prompt, with {{context}} and "
+            "{question} where they belong"
+        )
     try:
         fields = [
             (f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None
