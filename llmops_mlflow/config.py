@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llmops_mlflow.assets import TIKTOKEN_ENCODINGS
 from llmops_mlflow.errors import ConfigError
 from llmops_mlflow.guardrails import GuardrailsConfig
 
@@ -43,6 +44,16 @@ class ChunkingConfig(_Strict):
             raise ValueError(
                 f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
                 f"chunk_size ({self.chunk_size})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _packaged_encoding(self) -> ChunkingConfig:
+        # Any other encoding would be downloaded on first use, which offline never ends well.
+        if self.encoding not in TIKTOKEN_ENCODINGS:
+            raise ValueError(
+                f"encoding {self.encoding!r} is not packaged; choose one of "
+                f"{list(TIKTOKEN_ENCODINGS)}"
             )
         return self
 
@@ -147,10 +158,22 @@ class RunOptions(_Strict):
         unknown = [name for name in self.scorers or () if name not in BUILTIN_SCORERS]
         if unknown:
             raise ValueError(f"unknown scorer(s) {unknown}; choose from {list(BUILTIN_SCORERS)}")
+        _check_quality_metric(self.primary_metric, SWEEP_PRIMARY_METRICS)
         return self
 
 
 JUDGE_METRICS = ("faithfulness", "response_relevancy", "context_precision", "context_recall")
+# What a champion can be picked on: higher is better for each (hallucination_rate is not).
+QUALITY_METRICS = (*BUILTIN_SCORERS, *JUDGE_METRICS, "groundedness")
+# What a sweep compares configs on: the quality metrics of its summary table (a test keeps
+# them in sweep.SUMMARY_METRICS).
+SWEEP_PRIMARY_METRICS = ("recall_at_k", "mrr", "answer_similarity", "answer_f1", "faithfulness")
+
+
+def _check_quality_metric(name: str | None, choices: tuple[str, ...]) -> None:
+    """A misspelt primary metric would otherwise fail only once every config has run."""
+    if name is not None and name not in choices:
+        raise ValueError(f"primary_metric {name!r} is not one of {list(choices)}")
 
 
 class JudgeConfig(_Strict):
@@ -202,6 +225,14 @@ class ChampionConfig(_Strict):
         default_factory=dict,
         description="ceilings a champion must stay under, e.g. hallucination_rate: 0.2",
     )
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> ChampionConfig:
+        _check_quality_metric(self.primary_metric, QUALITY_METRICS)
+        bad = {name: value for name, value in self.constraints.items() if math.isnan(value)}
+        if bad:
+            raise ValueError(f"constraints {bad} are not numbers; give each a ceiling")
+        return self
 
 
 class Variant(_Strict):
@@ -284,6 +315,11 @@ def _check_writable(target: Path, sweep_path: Path, key: str) -> None:
     A shared or downloaded sweep file must not be able to write over arbitrary paths.
     """
     resolved = target.resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise ConfigError(
+            f"{sweep_path}: {key} {str(target)!r} is a file, not a folder; name a folder "
+            "(it is created if missing)"
+        )
     roots = (Path.cwd().resolve(), sweep_path.parent.resolve())
     if not any(resolved.is_relative_to(root) for root in roots):
         raise ConfigError(

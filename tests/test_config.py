@@ -142,6 +142,26 @@ def test_flatten_gives_dotted_string_params():
         pytest.param(
             BASE + "detector: {mode: slow}\n", r"detector\.mode: .*'fast' or 'full'", id="mode"
         ),
+        pytest.param(
+            BASE + "base: {chunking: {method: token, encoding: p50k_base}}\n",
+            r"encoding 'p50k_base' is not packaged; choose one of \['cl100k_base', 'o200k_base'\]",
+            id="encoding-not-packaged",
+        ),
+        pytest.param(
+            BASE.replace("options: {", "options: {primary_metric: bleu, "),
+            r"primary_metric 'bleu' is not one of \['recall_at_k', 'mrr'",
+            id="unknown-primary-metric",
+        ),
+        pytest.param(
+            BASE + "champion: {primary_metric: recal_at_k}\n",
+            r"champion: .*primary_metric 'recal_at_k' is not one of",
+            id="unknown-champion-metric",
+        ),
+        pytest.param(
+            BASE + "champion: {constraints: {hallucination_rate: .nan}}\n",
+            r"constraints \{'hallucination_rate': nan\} are not numbers",
+            id="nan-ceiling",
+        ),
         pytest.param("", r"is empty; a sweep file needs at least 'name'", id="empty-file"),
         pytest.param("# only a comment\n", r"is empty", id="only-a-comment"),
         pytest.param("just words\n", r"expected a mapping .*got a str", id="a-scalar"),
@@ -263,3 +283,18 @@ def test_a_yaml_alias_bomb_gives_a_short_message(write_sweep):
     ) as caught:
         load_sweep(path)
     assert len(str(caught.value)) < 1000
+
+
+def test_index_dir_that_is_a_file_is_refused(write_sweep, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("a file", encoding="utf-8")
+    path = write_sweep(BASE.replace('"@INDEX@"', '"taken"'))
+    with pytest.raises(ConfigError, match=r"options\.index_dir 'taken' is a file, not a folder"):
+        load_sweep(path)
+
+
+def test_sweep_primary_metrics_are_in_the_summary_table():
+    from llmops_mlflow.config import SWEEP_PRIMARY_METRICS
+    from llmops_mlflow.sweep import SUMMARY_METRICS
+
+    assert set(SWEEP_PRIMARY_METRICS) <= set(SUMMARY_METRICS)
