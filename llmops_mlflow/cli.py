@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -15,7 +18,11 @@ from rich.table import Table
 
 from llmops_mlflow import __version__
 from llmops_mlflow.budget import BudgetExceeded
-from llmops_mlflow.errors import LlmopsError
+from llmops_mlflow.errors import ConfigError, DataError, LlmopsError
+
+if TYPE_CHECKING:
+    from llmops_mlflow.config import Sweep
+    from llmops_mlflow.datasets import EvalDataset
 
 # Piped output (logs, CI) keeps whole table rows instead of folding them at 80 columns.
 stdout = Console(width=None if sys.stdout.isatty() else 160)
@@ -81,10 +88,12 @@ def sweep(
 
     _quiet_libraries()
     cache = None if no_cache else cache_dir
+    loaded = load_sweep(experiment)
+    _preflight(loaded)
     if dry_run:
-        _print_estimate(estimate_sweep(experiment, cache), load_sweep(experiment).spec.budget_usd)
+        _print_estimate(estimate_sweep(experiment, cache), loaded.spec.budget_usd)
         return
-    total = _total_samples(load_sweep(experiment))
+    total = _total_samples(loaded)
     with _progress(total, enabled=not no_progress) as advance:
         result = run_sweep(experiment, on_sample=advance, cache_dir=cache)
     _print_summary(summary_frame(result))
@@ -135,16 +144,43 @@ def detect(
     from llmops_mlflow.detector import HallucinationDetector, detect_file
     from llmops_mlflow.jsonl import read_jsonl
 
+    _check_output(source, target)
     detector = HallucinationDetector(threshold=threshold, mode=mode, n_threads=threads)
     total = sum(1 for _ in read_jsonl(source))
     with _progress(total, enabled=not no_progress, label="detect") as advance:
         on_row = (lambda: advance(None)) if advance else None
-        summary = detect_file(source, target, detector, on_row=on_row)
+        try:
+            summary = detect_file(source, target, detector, on_row=on_row)
+        except OSError as err:
+            raise DataError(
+                f"cannot write {target} ({err.strerror}); choose an --output in a writable folder"
+            ) from err
     rate = summary.rows / summary.seconds if summary.seconds > 0 else float("inf")
     stdout.print(
         f"{summary.flagged} of {summary.rows} answers flagged (mode {summary.mode}, threshold "
         f"{summary.threshold:.3f}); {rate:.1f} answers/s; wrote {target}"
     )
+
+
+def _check_output(source: Path, target: Path) -> None:
+    """Refuse an output path that cannot be written before any answer is scored."""
+    if target.is_dir():
+        raise click.BadParameter(
+            f"{target} is a folder; name the file to write", param_hint="--output"
+        )
+    if target.exists() and source.exists() and target.resolve() == source.resolve():
+        raise click.BadParameter(
+            f"{target} is also the input; write the scored rows to another file",
+            param_hint="--output",
+        )
+    folder = target.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    problem = "not a folder" if not folder.is_dir() else "not writable"
+    if problem == "not a folder" or not os.access(folder, os.W_OK):
+        raise click.BadParameter(
+            f"cannot create {target}: {folder} is {problem}", param_hint="--output"
+        )
 
 
 def _constraint(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
@@ -155,6 +191,8 @@ def _constraint(ctx: click.Context, param: click.Parameter, values: tuple[str, .
             parsed[metric.strip()] = float(ceiling)
         except ValueError:
             sep = ""
+        if sep and math.isnan(parsed[metric.strip()]):
+            raise click.BadParameter(f"the ceiling of {value!r} is not a number")
         if not sep or not metric.strip():
             raise click.BadParameter(
                 f"expected METRIC=CEILING, e.g. hallucination_rate=0.2; got {value!r}"
@@ -257,7 +295,66 @@ def _print_estimate(frame, budget_usd: float | None) -> None:
         )
 
 
-def _total_samples(loaded) -> int:
+def _preflight(loaded: Sweep) -> None:
+    """Refuse now what would otherwise fail only after the sweep opened its MLflow runs: an
+    unknown provider or model, a missing API key, gold ids the corpus does not hold."""
+    from llmops_mlflow.datasets import check_gold_ids, load_questions
+    from llmops_mlflow.documents import load_corpus
+    from llmops_mlflow.embeddings import get_embeddings
+    from llmops_mlflow.llms import get_chat_model
+    from llmops_mlflow.secrets import api_key
+
+    checked: set[str] = set()
+    for resolved in loaded.configs:
+        config = resolved.config
+        sections = config.llm.model_dump_json() + config.embedding.model_dump_json()
+        if sections in checked:
+            continue
+        checked.add(sections)
+        try:
+            get_chat_model(config.llm)
+            get_embeddings(config.embedding)
+        except ConfigError as err:
+            raise ConfigError(f"{loaded.path}: config {resolved.name!r}: {err}") from err
+    judge = loaded.spec.judge
+    if judge is not None:
+        try:
+            api_key(judge.api_key_env, judge.base_url)
+        except ConfigError as err:
+            raise ConfigError(f"{loaded.path}: judge: {err}") from err
+    dataset = load_questions(loaded.spec.dataset.questions, loaded.spec.dataset.limit)
+    corpus = load_corpus(loaded.spec.dataset.corpus)
+    check_gold_ids(dataset, [doc.doc_id for doc in corpus.documents], corpus.source)
+    _check_primary_metric(loaded, dataset)
+
+
+def _check_primary_metric(loaded: Sweep, dataset: EvalDataset) -> None:
+    """The metric configs are compared on must be one the sweep computes."""
+    from llmops_mlflow.config import JUDGE_METRICS
+    from llmops_mlflow.sweep import RETRIEVAL_SCORERS
+
+    spec = loaded.spec
+    metric = spec.options.primary_metric
+    if metric is None:
+        return
+    if metric in JUDGE_METRICS:
+        judged = spec.judge is not None and metric in spec.judge.metrics
+        why = None if judged else "no judge section lists it in judge.metrics"
+    elif spec.options.scorers is not None and metric not in spec.options.scorers:
+        why = "options.scorers leaves it out"
+    elif metric in RETRIEVAL_SCORERS:
+        why = None if dataset.has_gold_ids else f"no question in {dataset.path} has gold_doc_ids"
+    else:
+        has = dataset.has_references
+        why = None if has else f"no question in {dataset.path} has a reference_answer"
+    if why:
+        raise ConfigError(
+            f"{loaded.path}: options.primary_metric {metric!r} would not be computed: {why}; "
+            "choose another primary metric or supply what it needs"
+        )
+
+
+def _total_samples(loaded: Sweep) -> int:
     from llmops_mlflow.datasets import load_questions
 
     dataset = load_questions(loaded.spec.dataset.questions, loaded.spec.dataset.limit)

@@ -25,6 +25,16 @@ base:
 """
 
 
+GRID_KEYS = (
+    "llm.seed",
+    "llm.max_tokens",
+    "llm.n_ctx",
+    "llm.max_retries",
+    "retriever.k",
+    "retriever.fetch_k",
+)
+
+
 def _replace(old: str, new: str) -> Callable[[str, Path], str]:
     return lambda body, _root: body.replace(old, new)
 
@@ -90,6 +100,68 @@ CASES = {
     "index-dir-outside-project": (
         _replace('index_dir: "@INDEX@"', 'index_dir: "/etc/llmops-index"'),
         "options.index_dir",
+    ),
+    # Each below used to fail only after the parent run was open, or all configs had run.
+    "unknown-llm-provider": (
+        _replace("llm: {max_tokens: 8}", "llm: {max_tokens: 8, provider: nope}"),
+        "config 'base': unknown llm provider 'nope'; choose one of ['local', 'openai']",
+    ),
+    "unpackaged-local-model": (
+        _replace("llm: {max_tokens: 8}", "llm: {max_tokens: 8, model: gpt-9}"),
+        "local model 'gpt-9' is not packaged",
+    ),
+    "unknown-embedding-model": (
+        _append("  embedding: {model: bge-small}\n"),
+        "local embedding model 'bge-small' is not packaged",
+    ),
+    "api-key-not-set": (
+        _replace(
+            "llm: {max_tokens: 8}",
+            "llm: {max_tokens: 8, provider: openai, model: gpt-4o-mini, api_key_env: NO_KEY_HERE}",
+        ),
+        "environment variable NO_KEY_HERE is not set",
+    ),
+    "judge-api-key-not-set": (
+        _append("judge: {model: gpt-4o-mini, api_key_env: NO_KEY_HERE}\n"),
+        "judge: environment variable NO_KEY_HERE is not set",
+    ),
+    "token-encoding-not-packaged": (
+        _append("  chunking: {method: token, encoding: p50k_base}\n"),
+        "encoding 'p50k_base' is not packaged",
+    ),
+    "gold-id-not-in-corpus": (
+        _file("questions.jsonl", b'{"id": "t1", "question": "a?", "gold_doc_ids": ["teas"]}\n'),
+        "names gold doc id(s) ['teas'] that the corpus",
+    ),
+    "primary-metric-not-computed": (
+        _replace("options: {", "options: {primary_metric: faithfulness, "),
+        "options.primary_metric 'faithfulness' would not be computed",
+    ),
+    "unknown-primary-metric": (
+        _replace("options: {", "options: {primary_metric: bleu, "),
+        "primary_metric 'bleu' is not one of",
+    ),
+    # Refused before anything is expanded or read.
+    "million-config-grid": (
+        _append("grid:\n" + "".join(f"  {key}: {list(range(1, 11))}\n" for key in GRID_KEYS)),
+        "expands to 1,000,000 configs",
+    ),
+    "duplicate-variant-names": (
+        _append("variants: [{name: a}, {name: a, overrides: {retriever.k: 2}}]\n"),
+        "two configs are named 'a'",
+    ),
+    "empty-sweep-file": (lambda _body, _root: "", "is empty; a sweep file needs at least"),
+    "questions-path-is-a-folder": (
+        _replace('questions: "@QUESTIONS@"', 'questions: "@CORPUS@"'),
+        "corpus is a folder; name a .jsonl file",
+    ),
+    "index-dir-is-a-file": (
+        _replace('index_dir: "@INDEX@"', 'index_dir: "@QUESTIONS@"'),
+        "is a file, not a folder",
+    ),
+    "misspelt-question-field": (
+        _file("questions.jsonl", b'{"id": 1, "question": "a?", "referense_answer": "b"}\n'),
+        "questions.jsonl:1: unknown field 'referense_answer'; did you mean 'reference_answer'?",
     ),
 }
 
