@@ -122,12 +122,13 @@ def register_champion(
         >>> info.champion_uri
         'models:/llmops-rag@champion'
     """
+    given_name = _checked_name(model_name) if model_name else None
     tracking.configure()
     parent = _parent_run(parent_run_id)
     settings = sweep_settings(parent)
-    name = model_name or settings.champion.model_name
+    name = given_name or settings.champion.model_name
     metric = _primary_metric(primary_metric, settings, parent)
-    ceilings = {**settings.champion.constraints, **(constraints or {})}
+    ceilings = _checked_ceilings({**settings.champion.constraints, **(constraints or {})})
     guard = settings.guardrails if guardrails is None else parse_guardrails(guardrails)
 
     selection = select_champion(_candidates(parent), metric, ceilings)
@@ -145,6 +146,24 @@ def register_champion(
         artifacts = _model_artifacts(parent, winner, Path(folder), guard, settings)
         model_uri = _log_model(parent, winner, artifacts)
     return _register(model_uri, name, parent, winner, metric)
+
+
+def _checked_name(name: str) -> str:
+    """The rule the sweep file's champion.model_name follows, checked before anything is logged."""
+    try:
+        return ChampionConfig(model_name=name).model_name
+    except ValidationError as err:
+        raise ConfigError(
+            f"model name {name!r} is not allowed; use letters, digits, '_', '.' and '-' only"
+        ) from err
+
+
+def _checked_ceilings(ceilings: dict[str, float]) -> dict[str, float]:
+    """A NaN ceiling would let every config pass, since no comparison with NaN is true."""
+    bad = {k: v for k, v in ceilings.items() if not isinstance(v, int | float) or math.isnan(v)}
+    if bad:
+        raise ConfigError(f"constraints {bad} are not numbers; give each metric a ceiling")
+    return ceilings
 
 
 def sweep_settings(parent: Run) -> SweepSettings:
@@ -205,6 +224,12 @@ def select_champion(
     passing = [c for c in candidates if c.name not in rejected]
     for name, why in rejected.items():
         logger.info("config %s is not eligible: %s", name, why)
+    if not any(primary_metric in c.metrics for c in candidates):
+        logged = sorted({m for c in candidates for m in c.metrics if not m.endswith(_NOT_RANKED)})
+        raise ConfigError(
+            f"no config logged the primary metric {primary_metric!r}; choose one of the metrics "
+            f"the sweep logged: {', '.join(logged)}"
+        )
     if not passing:
         listing = "\n".join(f"  {name}: {why}" for name, why in rejected.items())
         raise ConfigError(
@@ -216,6 +241,9 @@ def select_champion(
     tied = [c for c in passing if c.interval(primary_metric)[1] >= low]
     winner = min(tied, key=lambda c: _thrift(c, primary_metric))
     return Selection(winner, best, tuple(c.name for c in tied), rejected)
+
+
+_NOT_RANKED = ("_ci_low", "_ci_high")
 
 
 def _failure(candidate: Candidate, metric: str, constraints: Mapping[str, float]) -> str | None:

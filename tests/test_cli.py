@@ -293,3 +293,74 @@ def test_mlflow_run_register_entry_point(write_sweep, use_store, tmp_path):
     assert version.tags["llmops.parent_run_id"] == parent
     project_run = mlflow.get_run(version.run_id)
     assert project_run.data.tags["mlflow.project.entryPoint"] == "register"
+
+
+ROW = '{"contexts": ["Green tea is brewed at 80 degrees."], "answer": "At 80 degrees."}\n'
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        pytest.param("out", "out is a folder; name the file to write", id="a-folder"),
+        pytest.param("in.jsonl", "is also the input; write the scored rows", id="the-input"),
+        pytest.param("./out/../in.jsonl", "is also the input", id="the-input-by-another-path"),
+        pytest.param("in.jsonl/x.jsonl", "in.jsonl is not a folder", id="below-a-file"),
+    ],
+)
+def test_detect_refuses_an_output_it_cannot_write_before_scoring(tmp_path, output, message):
+    (tmp_path / "in.jsonl").write_text(ROW, encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    result = _llmops(
+        "detect", "--no-progress", "--input", "in.jsonl", "--output", output, cwd=tmp_path
+    )
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
+    assert message in result.stderr
+    assert (tmp_path / "in.jsonl").read_text(encoding="utf-8") == ROW
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["in.jsonl", "out"]
+
+
+def test_detect_names_the_output_when_writing_it_fails(tmp_path, monkeypatch, capsys):
+    from llmops_mlflow import cli
+
+    (tmp_path / "in.jsonl").write_text(ROW, encoding="utf-8")
+
+    def full_disk(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("llmops_mlflow.detector.os.replace", full_disk)  # the injected fault
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "llmops",
+            "detect",
+            "--no-progress",
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ],
+    )
+    with pytest.raises(SystemExit) as caught:
+        cli.main()
+    assert caught.value.code == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--name", "bad name!"], "model name 'bad name!' is not allowed", id="name-with-space"
+        ),
+        pytest.param(["--name", "a/b"], "model name 'a/b' is not allowed", id="name-with-slash"),
+        pytest.param(
+            ["--constraint", "hallucination_rate=nan"], "is not a number", id="nan-ceiling"
+        ),
+    ],
+)
+def test_register_refuses_bad_arguments_before_anything_is_logged(use_store, args, message):
+    result = _llmops("register", *args)
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
+    assert message in result.stderr
