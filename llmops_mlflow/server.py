@@ -117,6 +117,8 @@ class InvocationGuard:
             await _drain(receive, DRAIN_BYTES)
             raise _too_large(declared, self.max_body_bytes)
         body = await _read_body(receive, self.max_body_bytes)
+        if _mime(_header(scope, b"content-type")) == "application/json":
+            _check_json(body)
         await self.app(scope, _replay(body, receive), send)
 
 
@@ -127,15 +129,38 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _mime(value: str | None) -> str:
+    return (value or "").split(";")[0].strip().lower()
+
+
 def _check_content_type(value: str | None) -> None:
-    mime = (value or "").split(";")[0].strip().lower()
-    if mime not in SUPPORTED_TYPES:
+    if _mime(value) not in SUPPORTED_TYPES:
         raise Rejection(
             415,
             "UNSUPPORTED_MEDIA_TYPE",
             f"Content-Type {value or '(missing)'} is not supported; send application/json, "
             'e.g. {"dataframe_records": [{"question": "..."}]}',
         )
+
+
+def _check_json(body: bytes) -> None:
+    """Refuse the JSON that MLflow's parser turns into a 500: nesting past Python's recursion
+    limit, and integers of over 4,300 digits. Other invalid JSON gets MLflow's own 400."""
+    try:
+        json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return
+    except RecursionError as err:
+        raise Rejection(
+            400, "BAD_REQUEST", "the JSON is nested too deeply to read; send rows of plain strings"
+        ) from err
+    except ValueError as err:
+        raise Rejection(
+            400,
+            "BAD_REQUEST",
+            f"the JSON holds a number too long to read ({err.args[0].split(':')[0]}); send "
+            "each question as a string",
+        ) from err
 
 
 def _too_large(size: str, limit: int) -> Rejection:

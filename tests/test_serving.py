@@ -278,6 +278,19 @@ GUARD_CASES = {
     "body-over-limit": ("x" * (BODY_LIMIT + 1), "application/json", 413, "over the limit"),
     "not-utf8": (b'{"dataframe_records": [{"question": "\xff\xfe"}]}', "application/json", 400, ""),
     "csv-no-column": ("a,b\n1,2\n", "text/csv", 400, "missing inputs ['question']"),
+    # MLflow's JSON parser raises on these outside its own error handling: a 500 without the guard.
+    "nested-5000-deep": (
+        '{"dataframe_records": [{"question": ' + "[" * 5000 + "]" * 5000 + "}]}",
+        "application/json",
+        400,
+        "nested too deeply",
+    ),
+    "5000-digit-number": (
+        '{"dataframe_records": [{"question": ' + "9" * 5000 + "}]}",
+        "application/json",
+        400,
+        "a number too long to read",
+    ),
 }
 
 
