@@ -106,11 +106,18 @@ def _ours(sweep_file: Path, uri: str) -> float:
     from llmops_mlflow.sweep import run_sweep
 
     start = time.perf_counter()
-    result = run_sweep(sweep_file, tracking_uri=uri)
+    # No answer cache: the naive loop generates every answer, so ours must too.
+    result = run_sweep(sweep_file, tracking_uri=uri, cache_dir=None)
     elapsed = time.perf_counter() - start
     if result.indexes_built != len(CHUNK_SIZES):
         raise RuntimeError(f"expected {len(CHUNK_SIZES)} index builds, got {result.indexes_built}")
+    if result.model_calls != len(CHUNK_SIZES) * len(KS) * _count_lines(sweep_file.parent):
+        raise RuntimeError(f"expected every answer generated, got {result.model_calls} calls")
     return elapsed
+
+
+def _count_lines(work: Path) -> int:
+    return sum(1 for _ in (work / "questions.jsonl").open(encoding="utf-8"))
 
 
 def _naive(corpus_file: Path, questions: Path) -> float:
