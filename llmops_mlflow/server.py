@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -67,9 +68,24 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, **options: 
     """Serve the model until interrupted (one process: the model and metrics load once)."""
     import uvicorn
 
+    _check_bindable(host, port)  # before the model load, which takes seconds
     app = build_app(model_uri, **options)
     logger.info("serving %s on http://%s:%d (/invocations, /ping, /metrics)", model_uri, host, port)
     uvicorn.run(app, host=host, port=port, log_level="warning", workers=1)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """uvicorn reports a busy port only after the model has loaded, and exits with code 3."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}); choose another --port, "
+            "or a --host address of this machine"
+        ) from err
 
 
 class InvocationGuard:

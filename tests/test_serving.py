@@ -9,6 +9,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -410,6 +411,28 @@ def test_llmops_serve_of_an_unknown_model_exits_2(use_store):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "cannot load model 'models:/no-such-model@champion'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        pytest.param("127.0.0.1", "Address already in use", id="port-in-use"),
+        pytest.param("192.0.2.1", "Cannot assign requested address", id="not-this-machine"),
+    ],
+)
+def test_llmops_serve_on_an_address_it_cannot_use_exits_2_before_loading(use_store, host, message):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.perf_counter()
+        command = [str(BIN / "llmops"), "serve", "models:/not-loaded@champion"]
+        command += ["--host", host, "--port", str(port)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"cannot listen on {host}:{port} ({message})" in result.stderr
+    assert "cannot load model" not in result.stderr and "Traceback" not in result.stderr
+    assert time.perf_counter() - started < 30
 
 
 def _exported_series() -> set[str]:
