@@ -16,10 +16,12 @@ def api_key(env_var: str, base_url: str | None) -> str:
     """The key in `env_var`, else in the file named by `<env_var>_FILE` (as Docker and
     Kubernetes mount secrets); a custom `base_url` may run without one."""
     value = os.environ.get(env_var, "").strip()
+    where = env_var
     if not value and (path := os.environ.get(f"{env_var}_FILE", "").strip()):
+        where = f"the file {path} named in {env_var}_FILE"
         value = _read_secret(Path(path), f"{env_var}_FILE")
     if value:
-        return value
+        return _checked(value, where)
     if base_url:
         return UNUSED_KEY
     raise ConfigError(
@@ -39,4 +41,16 @@ def _read_secret(path: Path, variable: str) -> str:
         ) from err
     if not value:
         raise ConfigError(f"{variable} names {path}, which is empty; put the key in it")
+    return value
+
+
+def _checked(value: str, where: str) -> str:
+    """A key with a line break or a space cannot go into an HTTP header: every call would fail
+    as a bare 'Connection error.' The message names where the key came from, never the key."""
+    if any(char.isspace() or not char.isprintable() for char in value):
+        lines = len(value.splitlines())
+        raise ConfigError(
+            f"the API key in {where} contains whitespace or control characters ({lines} "
+            "line(s)); keep only the key itself there"
+        )
     return value

@@ -107,3 +107,27 @@ def test_without_a_key_the_error_says_where_to_put_it(monkeypatch):
     monkeypatch.delenv("LLMOPS_CANARY_KEY_FILE", raising=False)
     with pytest.raises(ConfigError, match=r"LLMOPS_CANARY_KEY is not set.*LLMOPS_CANARY_KEY_FILE"):
         api_key("LLMOPS_CANARY_KEY", None)
+
+
+@pytest.mark.parametrize(
+    ("variable", "content", "where"),
+    [
+        pytest.param(
+            "LLMOPS_CANARY_KEY_FILE", CANARY + "\nsecond line\n", "the file .*openai.key", id="file"
+        ),
+        pytest.param("LLMOPS_CANARY_KEY", f"Bearer {CANARY}", "LLMOPS_CANARY_KEY", id="env"),
+    ],
+)
+def test_a_key_with_whitespace_inside_is_refused_without_showing_it(
+    tmp_path, monkeypatch, variable, content, where
+):
+    from llmops_mlflow.errors import ConfigError
+    from llmops_mlflow.secrets import api_key
+
+    secret = tmp_path / "openai.key"
+    secret.write_text(content, encoding="utf-8")
+    monkeypatch.delenv("LLMOPS_CANARY_KEY", raising=False)
+    monkeypatch.setenv(variable, str(secret) if variable.endswith("_FILE") else content)
+    with pytest.raises(ConfigError, match=f"API key in {where}.* contains whitespace") as caught:
+        api_key("LLMOPS_CANARY_KEY", None)
+    assert CANARY not in str(caught.value)
