@@ -24,6 +24,8 @@ M = TypeVar("M", bound=BaseModel)
 # meant) or a sweep that would take weeks. Counting first keeps a huge grid from hanging.
 MAX_CONFIGS = 1000
 MAX_SHOWN_CHARS = 120
+# PyYAML parses about 100 KB of YAML lists a second: a bigger file would seem to hang.
+MAX_SWEEP_BYTES = 256 * 1024
 
 
 class _Strict(BaseModel):
@@ -329,8 +331,15 @@ def _check_writable(target: Path, sweep_path: Path, key: str) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; name a sweep file, e.g. {path / 'sweep.yaml'}")
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}")
+    if path.stat().st_size > MAX_SWEEP_BYTES:
+        raise ConfigError(
+            f"{path} is larger than {MAX_SWEEP_BYTES // 1024} KiB; a sweep file holds settings, "
+            "not data: point dataset.corpus and dataset.questions at the data"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:

@@ -206,6 +206,20 @@ def test_missing_file_is_a_config_error(tmp_path):
         load_sweep(tmp_path / "nope.yaml")
 
 
+def test_a_folder_is_not_a_sweep_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"is a folder; name a sweep file, e\.g\. .*sweep\.yaml"):
+        load_sweep(tmp_path)
+
+
+def test_a_huge_sweep_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: x\ngrid:\n  retriever.k: [" + "1, " * 200_000 + "1]\n", encoding="utf-8")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"huge\.yaml is larger than 256 KiB; a sweep file holds"):
+        load_sweep(path)
+    assert time.perf_counter() - started < 1.0
+
+
 def test_non_utf8_file_is_a_config_error(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
