@@ -71,7 +71,7 @@ def _quiet_libraries() -> None:
 @click.option("--no-cache", is_flag=True, help="Call the models even for unchanged configs.")
 @click.option(
     "--cache-dir",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, file_okay=False),
     default=Path(".llmops/cache"),
     show_default=True,
     help="Where answers of unchanged configs are kept and replayed from.",
@@ -90,6 +90,8 @@ def sweep(
     cache = None if no_cache else cache_dir
     loaded = load_sweep(experiment)
     _preflight(loaded)
+    if cache is not None and (cache.exists() or not dry_run):
+        _check_cache(cache)
     if dry_run:
         _print_estimate(estimate_sweep(experiment, cache), loaded.spec.budget_usd)
         return
@@ -326,6 +328,21 @@ def _preflight(loaded: Sweep) -> None:
     corpus = load_corpus(loaded.spec.dataset.corpus)
     check_gold_ids(dataset, [doc.doc_id for doc in corpus.documents], corpus.source)
     _check_primary_metric(loaded, dataset)
+
+
+def _check_cache(folder: Path) -> None:
+    """A cache that cannot be opened would stop the sweep with a sqlite traceback."""
+    import sqlite3
+
+    from llmops_mlflow.cache import ResultCache
+
+    try:
+        ResultCache(folder).close()
+    except (sqlite3.Error, OSError) as err:
+        raise ConfigError(
+            f"the result cache in {folder} cannot be opened ({err}); move the folder away, "
+            "choose another --cache-dir, or run with --no-cache"
+        ) from err
 
 
 def _check_primary_metric(loaded: Sweep, dataset: EvalDataset) -> None:

@@ -83,6 +83,37 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(
     assert mlflow.get_experiment_by_name(experiment) is None
 
 
+def _not_sqlite(root: Path) -> str:
+    (root / "cache").mkdir()
+    (root / "cache" / "results.sqlite").write_text("not a database", encoding="utf-8")
+    return "cache"
+
+
+def _a_file(root: Path) -> str:
+    (root / "cache").write_text("a file", encoding="utf-8")
+    return "cache"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(_not_sqlite, "cannot be opened (file is not a database)", id="corrupt-cache"),
+        pytest.param(_a_file, "Directory 'cache' is a file", id="cache-dir-is-a-file"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_a_cache_dir_that_cannot_be_used_exits_2(
+    write_sweep, use_store, tmp_path, make, message, dry_run
+):
+    experiment = f"cache-{tmp_path.name}"
+    path = write_sweep(TINY.format(experiment=experiment))
+    args = ["--cache-dir", make(tmp_path), *(["--dry-run"] if dry_run else []), str(path)]
+    result = _llmops("sweep", "--no-progress", *args, cwd=tmp_path)
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
+    assert message in result.stderr
+    assert mlflow.get_experiment_by_name(experiment) is None
+
+
 def test_missing_sweep_file_exits_2(tmp_path):
     result = _llmops("sweep", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
