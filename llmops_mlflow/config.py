@@ -523,6 +523,11 @@ def json_schema() -> dict[str, Any]:
 def write_schema(path: str | Path = SCHEMA_PATH) -> Path:
     """Write the JSON Schema of sweep files to `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write the schema to {path} ({err.strerror}); choose another --output"
+        ) from err
     return path

@@ -114,6 +114,23 @@ def test_a_cache_dir_that_cannot_be_used_exits_2(
     assert mlflow.get_experiment_by_name(experiment) is None
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        pytest.param("folder", "cannot write the schema to folder (Is a directory)", id="a-folder"),
+        pytest.param(
+            "file/schema.json", "cannot write the schema to file/schema.json", id="below-a-file"
+        ),
+    ],
+)
+def test_schema_to_a_path_it_cannot_write_exits_2(tmp_path, output, message):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("a file", encoding="utf-8")
+    result = _llmops("schema", "--output", output, cwd=tmp_path)
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
+    assert message in result.stderr
+
+
 def test_missing_sweep_file_exits_2(tmp_path):
     result = _llmops("sweep", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
