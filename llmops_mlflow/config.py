@@ -330,6 +330,34 @@ def _check_writable(target: Path, sweep_path: Path, key: str) -> None:
         )
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error.
+
+    PyYAML keeps the last of two `grid:` sections without a word, which silently drops the
+    first one.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            # Keys merged in with `<<: *anchor` may be overridden: only written keys count.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                continue
+            key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key[1]!r} is given twice (lines {seen[key]} and {line}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; name a sweep file, e.g. {path / 'sweep.yaml'}")
@@ -341,7 +369,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             "not data: point dataset.corpus and dataset.questions at the data"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path} is not UTF-8 text: {err}") from err
     except yaml.YAMLError as err:

@@ -151,6 +151,10 @@ CASES = {
         "two configs are named 'a'",
     ),
     "empty-sweep-file": (lambda _body, _root: "", "is empty; a sweep file needs at least"),
+    "section-given-twice": (
+        _append("base: {retriever: {k: 2}}\n"),
+        "key 'base' is given twice (lines 5 and 8); keep one",
+    ),
     "questions-path-is-a-folder": (
         _replace('questions: "@QUESTIONS@"', 'questions: "@CORPUS@"'),
         "corpus is a folder; name a .jsonl file",

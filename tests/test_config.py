@@ -130,7 +130,7 @@ def test_flatten_gives_dotted_string_params():
             id="bad-name",
         ),
         pytest.param(
-            BASE + "options: {scorers: [recall_at_k, bleu]}\n",
+            BASE.replace("options: {", "options: {scorers: [recall_at_k, bleu], "),
             r"unknown scorer\(s\) \['bleu'\]; choose from \['recall_at_k'",
             id="unknown-scorer",
         ),
@@ -161,6 +161,16 @@ def test_flatten_gives_dotted_string_params():
             BASE + "champion: {constraints: {hallucination_rate: .nan}}\n",
             r"constraints \{'hallucination_rate': nan\} are not numbers",
             id="nan-ceiling",
+        ),
+        pytest.param(
+            BASE + "grid:\n  retriever.k: [1, 2]\nbase: {}\ngrid:\n  llm.seed: [1, 2]\n",
+            r"invalid YAML at line 7, column 1: key 'grid' is given twice \(lines 4 and 7\)",
+            id="section-given-twice",
+        ),
+        pytest.param(
+            BASE + "base: {retriever: {k: 1, k: 2}}\n",
+            r"key 'k' is given twice \(lines 4 and 4\)",
+            id="key-given-twice",
         ),
         pytest.param("", r"is empty; a sweep file needs at least 'name'", id="empty-file"),
         pytest.param("# only a comment\n", r"is empty", id="only-a-comment"),
@@ -225,6 +235,18 @@ def test_non_utf8_file_is_a_config_error(tmp_path):
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_sweep(path)
+
+
+def test_keys_merged_from_an_anchor_may_be_overridden(write_sweep):
+    path = write_sweep(
+        BASE + "variants:\n"
+        "  - {name: small, overrides: {chunking: &small {chunk_size: 300, chunk_overlap: 0}}}\n"
+        "  - name: overlapping\n"
+        "    overrides:\n"
+        "      chunking: {<<: *small, chunk_overlap: 10}\n"
+    )
+    chunkings = [c.config.chunking for c in load_sweep(path).configs]
+    assert [(c.chunk_size, c.chunk_overlap) for c in chunkings] == [(300, 0), (300, 10)]
 
 
 def test_yaml_tags_that_build_objects_are_refused(write_sweep):
