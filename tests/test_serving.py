@@ -262,6 +262,34 @@ MODEL_CASES = {
         400,
         "exactly one of the input fields",
     ),
+    "question-a-list": (_records({"question": ["tea?"]}), 400, "must be a string, got list"),
+    "question-an-object": (_records({"question": {"q": 1}}), 400, "must be a string, got dict"),
+    "question-true": (_records({"question": True}), 400, "must be a string, got bool"),
+    "unicode-spaces-only": (_records({"question": "\u2003\u3000"}), 400, "question is empty"),
+    "second-row-without-question": (
+        _records({"question": "tea?"}, {"q": "bikes?"}),
+        400,
+        "row 1: question must be a string",
+    ),
+    "records-of-strings": (json.dumps({"dataframe_records": ["tea?"]}), 400, "missing inputs"),
+    "records-an-object": (
+        json.dumps({"dataframe_records": {"question": "tea?"}}),
+        400,
+        "must be a list of records",
+    ),
+    "split-without-data": (
+        json.dumps({"dataframe_split": {"columns": ["question"]}}),
+        400,
+        "must have 'data' field",
+    ),
+    "split-wrong-column": (
+        json.dumps({"dataframe_split": {"columns": ["q"], "data": [["tea?"]]}}),
+        400,
+        "missing inputs ['question']",
+    ),
+    "empty-body": ("", 400, "valid JSON"),
+    "json-null": ("null", 400, "exactly one of the input fields"),
+    "invalid-utf8-inside-a-string": (b'{"dataframe_records": [{"question": "\xff"}]}', 400, ""),
 }
 
 
