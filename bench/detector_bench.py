@@ -6,7 +6,8 @@
 
 Reads ../shared/datasets (halueval_qa labelled answers, the intrinsic set built from
 clapnq_dev by bench/intrinsic_set.py, and clapnq's human-written reference answers, all
-faithful) and prints a markdown table to stdout.
+faithful; with --split test also the local model's own answers labelled by hand, once
+bench/smollm2_answers.py has generated them) and prints a markdown table to stdout.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(BENCH_DIR))
 
 import intrinsic_set  # noqa: E402
+import smollm2_answers  # noqa: E402
 
 from llmops_mlflow import detector as det  # noqa: E402
 
@@ -330,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         "intrinsic": score_rows(detector, intrinsic_rows, "intrinsic"),
         "clapnq_refs": score_rows(detector, references, "clapnq_refs"),
     }
+    if args.split == "test" and (generated := smollm2_answers.labelled()):
+        # Real answers of the local model, labelled by hand (bench/smollm2_answers.py).
+        results["smollm2_answers"] = score_rows(detector, generated, "smollm2_answers")
     if args.dump:
         args.dump.parent.mkdir(parents=True, exist_ok=True)
         args.dump.write_text(
