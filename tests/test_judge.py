@@ -106,7 +106,8 @@ def test_real_model_judge_tokens_are_counted(real_run):
     assert judge.usage.calls >= len(JUDGE_METRICS)
 
 
-# Canned judge answers give exact scores. Each metric's canned replies (one per judge call) and the exact score they give.
+# Canned judge answers give exact scores: each metric's replies (one per judge call) and the
+# score they give.
 CANNED = [
     pytest.param("context_recall", [RECALL_2_OF_3], 2 / 3, id="recall-2-of-3-attributed"),
     pytest.param(
