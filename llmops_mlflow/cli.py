@@ -18,11 +18,10 @@ from rich.table import Table
 
 from llmops_mlflow import __version__
 from llmops_mlflow.budget import BudgetExceeded
-from llmops_mlflow.errors import ConfigError, DataError, LlmopsError
+from llmops_mlflow.errors import DataError, LlmopsError
 
 if TYPE_CHECKING:
     from llmops_mlflow.config import Sweep
-    from llmops_mlflow.datasets import EvalDataset
 
 # Piped output (logs, CI) keeps whole table rows instead of folding them at 80 columns.
 stdout = Console(width=None if sys.stdout.isatty() else 160)
@@ -89,9 +88,6 @@ def sweep(
     _quiet_libraries()
     cache = None if no_cache else cache_dir
     loaded = load_sweep(experiment)
-    _preflight(loaded)
-    if cache is not None and (cache.exists() or not dry_run):
-        _check_cache(cache)
     if dry_run:
         _print_estimate(estimate_sweep(experiment, cache), loaded.spec.budget_usd)
         return
@@ -294,80 +290,6 @@ def _print_estimate(frame, budget_usd: float | None) -> None:
         stdout.print(
             f"[yellow]the estimate exceeds budget_usd {budget_usd:g}: the sweep would "
             "stop early[/yellow]"
-        )
-
-
-def _preflight(loaded: Sweep) -> None:
-    """Refuse now what would otherwise fail only after the sweep opened its MLflow runs: an
-    unknown provider or model, a missing API key, gold ids the corpus does not hold."""
-    from llmops_mlflow.datasets import check_gold_ids, load_questions
-    from llmops_mlflow.documents import load_corpus
-    from llmops_mlflow.embeddings import get_embeddings
-    from llmops_mlflow.llms import get_chat_model
-    from llmops_mlflow.secrets import api_key
-
-    checked: set[str] = set()
-    for resolved in loaded.configs:
-        config = resolved.config
-        sections = config.llm.model_dump_json() + config.embedding.model_dump_json()
-        if sections in checked:
-            continue
-        checked.add(sections)
-        try:
-            get_chat_model(config.llm)
-            get_embeddings(config.embedding)
-        except ConfigError as err:
-            raise ConfigError(f"{loaded.path}: config {resolved.name!r}: {err}") from err
-    judge = loaded.spec.judge
-    if judge is not None:
-        try:
-            api_key(judge.api_key_env, judge.base_url)
-        except ConfigError as err:
-            raise ConfigError(f"{loaded.path}: judge: {err}") from err
-    dataset = load_questions(loaded.spec.dataset.questions, loaded.spec.dataset.limit)
-    corpus = load_corpus(loaded.spec.dataset.corpus)
-    check_gold_ids(dataset, [doc.doc_id for doc in corpus.documents], corpus.source)
-    _check_primary_metric(loaded, dataset)
-
-
-def _check_cache(folder: Path) -> None:
-    """A cache that cannot be opened would stop the sweep with a sqlite traceback."""
-    import sqlite3
-
-    from llmops_mlflow.cache import ResultCache
-
-    try:
-        ResultCache(folder).close()
-    except (sqlite3.Error, OSError) as err:
-        raise ConfigError(
-            f"the result cache in {folder} cannot be opened ({err}); move the folder away, "
-            "choose another --cache-dir, or run with --no-cache"
-        ) from err
-
-
-def _check_primary_metric(loaded: Sweep, dataset: EvalDataset) -> None:
-    """The metric configs are compared on must be one the sweep computes."""
-    from llmops_mlflow.config import JUDGE_METRICS
-    from llmops_mlflow.sweep import RETRIEVAL_SCORERS
-
-    spec = loaded.spec
-    metric = spec.options.primary_metric
-    if metric is None:
-        return
-    if metric in JUDGE_METRICS:
-        judged = spec.judge is not None and metric in spec.judge.metrics
-        why = None if judged else "no judge section lists it in judge.metrics"
-    elif spec.options.scorers is not None and metric not in spec.options.scorers:
-        why = "options.scorers leaves it out"
-    elif metric in RETRIEVAL_SCORERS:
-        why = None if dataset.has_gold_ids else f"no question in {dataset.path} has gold_doc_ids"
-    else:
-        has = dataset.has_references
-        why = None if has else f"no question in {dataset.path} has a reference_answer"
-    if why:
-        raise ConfigError(
-            f"{loaded.path}: options.primary_metric {metric!r} would not be computed: {why}; "
-            "choose another primary metric or supply what it needs"
         )
 
 

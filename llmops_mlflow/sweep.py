@@ -43,14 +43,20 @@ from llmops_mlflow.embeddings import embedding_identity
 from llmops_mlflow.index import Index, IndexKey, IndexStore
 from llmops_mlflow.judge import RagasJudge, estimate_judge
 from llmops_mlflow.llms import get_chat_model, is_deterministic, model_identity
+from llmops_mlflow.preflight import check_cache, check_sweep
 from llmops_mlflow.prompts import PromptTemplate
-from llmops_mlflow.scoring import Sample, Score, hallucination_scores, score_all
+from llmops_mlflow.scoring import (
+    REFERENCE_SCORERS,
+    RETRIEVAL_SCORERS,
+    Sample,
+    Score,
+    hallucination_scores,
+    score_all,
+)
 from llmops_mlflow.stats import bootstrap_mean, percentile
 
 logger = logging.getLogger(__name__)
 
-RETRIEVAL_SCORERS = ("recall_at_k", "mrr", "hit_rate")
-REFERENCE_SCORERS = ("answer_similarity", "answer_f1")
 
 Progress = Callable[[str], None]
 
@@ -113,6 +119,9 @@ def run_sweep(
     sweep = load_sweep(sweep_file)
     dataset = load_questions(sweep.spec.dataset.questions, sweep.spec.dataset.limit)
     corpus = load_corpus(sweep.spec.dataset.corpus)
+    check_sweep(sweep, dataset, corpus)  # before anything is written, as every input error is
+    if cache_dir is not None:
+        check_cache(cache_dir)
     uri = tracking.configure(tracking_uri)
     store = IndexStore(Path(sweep.spec.options.index_dir))
     logger.info(
@@ -338,6 +347,9 @@ def estimate_sweep(
     sweep = load_sweep(sweep_file)
     dataset = load_questions(sweep.spec.dataset.questions, sweep.spec.dataset.limit)
     corpus = load_corpus(sweep.spec.dataset.corpus)
+    check_sweep(sweep, dataset, corpus)
+    if cache_dir is not None and cache_dir.exists():
+        check_cache(cache_dir)
     cache = ResultCache(cache_dir if cache_dir and cache_dir.exists() else None)
     judge = sweep.spec.judge
     rows = [_estimate_config(resolved, dataset, corpus, cache, judge) for resolved in sweep.configs]

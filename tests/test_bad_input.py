@@ -4,6 +4,7 @@ and the fix, no traceback, and nothing written to MLflow."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
+
+from llmops_mlflow.errors import LlmopsError
+from llmops_mlflow.sweep import estimate_sweep, run_sweep
 
 LLMOPS = str(Path(sys.executable).parent / "llmops")
 SWEEP = """\
@@ -191,6 +195,27 @@ def test_bad_input_exits_2_names_the_problem_and_writes_nothing(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert mlflow.get_experiment_by_name(f"bad-{tmp_path.name}") is None
+
+
+PREFLIGHT = (
+    "unknown-llm-provider",
+    "api-key-not-set",
+    "judge-api-key-not-set",
+    "gold-id-not-in-corpus",
+    "primary-metric-not-computed",
+)
+
+
+@pytest.mark.parametrize("case", PREFLIGHT)
+def test_the_library_refuses_before_writing_too(write_sweep, tracking_uri, tmp_path, case):
+    breaks, message = CASES[case]
+    path = write_sweep(breaks(SWEEP.replace("@NAME@", tmp_path.name), tmp_path))
+
+    with pytest.raises(LlmopsError, match=re.escape(message)):
+        run_sweep(path, tracking_uri=tracking_uri, cache_dir=None)
+    with pytest.raises(LlmopsError, match=re.escape(message)):
+        estimate_sweep(path, cache_dir=None)
     assert mlflow.get_experiment_by_name(f"bad-{tmp_path.name}") is None
 
 
