@@ -167,9 +167,8 @@ class RunOptions(_Strict):
 JUDGE_METRICS = ("faithfulness", "response_relevancy", "context_precision", "context_recall")
 # What a champion can be picked on: higher is better for each (hallucination_rate is not).
 QUALITY_METRICS = (*BUILTIN_SCORERS, *JUDGE_METRICS, "groundedness")
-# What a sweep compares configs on: the quality metrics of its summary table (a test keeps
-# them in sweep.SUMMARY_METRICS).
-SWEEP_PRIMARY_METRICS = ("recall_at_k", "mrr", "answer_similarity", "answer_f1", "faithfulness")
+# What a sweep compares configs on: any quality metric it can compute.
+SWEEP_PRIMARY_METRICS = QUALITY_METRICS
 
 
 def _check_quality_metric(name: str | None, choices: tuple[str, ...]) -> None:

@@ -55,6 +55,8 @@ def _check_primary_metric(sweep: Sweep, dataset: EvalDataset) -> None:
     if metric in JUDGE_METRICS:
         judged = spec.judge is not None and metric in spec.judge.metrics
         why = None if judged else "no judge section lists it in judge.metrics"
+    elif metric == "groundedness":
+        why = None if spec.detector.enabled else "detector.enabled is false"
     elif spec.options.scorers is not None and metric not in spec.options.scorers:
         why = "options.scorers leaves it out"
     elif metric in RETRIEVAL_SCORERS:

@@ -621,7 +621,7 @@ def _log_summary(result: SweepResult, primary: str | None) -> None:
         (m for m in PRIMARY_METRICS if m in frame.columns and frame[m].notna().any()), None
     )
     if metric is not None and len(result.configs) > 1:
-        _log_comparison(result, frame, metric)
+        _log_comparison(result, summary_frame(result, extra=(metric,)), metric)
 
 
 PRIMARY_METRICS = ("answer_similarity", "answer_f1", "recall_at_k")
@@ -660,14 +660,15 @@ SUMMARY_METRICS = (
 )
 
 
-def summary_frame(result: SweepResult) -> pd.DataFrame:
-    """One row per config with the headline metrics, in sweep order."""
+def summary_frame(result: SweepResult, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per config with the headline metrics (and `extra` ones), in sweep order."""
+    shown = [*SUMMARY_METRICS, *(m for m in extra if m not in SUMMARY_METRICS)]
     rows = [
         {
             "config": c.name,
             "config_hash": c.config_hash,
             "run_id": c.run_id,
-            **{m: c.metrics.get(m) for m in SUMMARY_METRICS},
+            **{m: c.metrics.get(m) for m in shown},
         }
         for c in result.configs
     ]

@@ -329,8 +329,7 @@ def test_index_dir_that_is_a_file_is_refused(write_sweep, tmp_path, monkeypatch)
         load_sweep(path)
 
 
-def test_sweep_primary_metrics_are_in_the_summary_table():
-    from llmops_mlflow.config import SWEEP_PRIMARY_METRICS
-    from llmops_mlflow.sweep import SUMMARY_METRICS
+def test_every_quality_metric_can_be_the_sweeps_primary_metric():
+    from llmops_mlflow.config import QUALITY_METRICS, SWEEP_PRIMARY_METRICS
 
-    assert set(SWEEP_PRIMARY_METRICS) <= set(SUMMARY_METRICS)
+    assert set(SWEEP_PRIMARY_METRICS) == set(QUALITY_METRICS)

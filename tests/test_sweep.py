@@ -200,3 +200,18 @@ def test_without_a_judge_the_offline_detector_scores_every_answer(two_sweeps):
         assert config.metrics["groundedness"] == pytest.approx(table["groundedness"].mean())
         assert config.metrics["unscorable_hallucination_rate"] == 0
         assert "faithfulness" not in config.metrics
+
+
+@pytest.mark.parametrize("metric", ["hit_rate", "groundedness"])
+def test_a_metric_outside_the_summary_table_can_rank_the_configs(
+    write_sweep, tracking_uri, tmp_path, metric
+):
+    body = SWEEP.format(suffix=f"{metric}-{tmp_path.name}").replace(
+        "options: {", f"options: {{primary_metric: {metric}, "
+    )
+    result = run_sweep(write_sweep(body), tracking_uri=tracking_uri, cache_dir=None)
+
+    parent = mlflow.get_run(result.parent_run_id)
+    assert parent.data.tags["llmops.primary_metric"] == metric
+    assert metric in result.pareto.columns
+    assert len(result.comparison) == 4
