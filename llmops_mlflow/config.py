@@ -137,7 +137,9 @@ class DatasetConfig(_Strict):
 
 
 # Mirrors scoring.SCORERS (a test keeps them equal) without importing the scorers' libraries.
-BUILTIN_SCORERS = ("recall_at_k", "mrr", "hit_rate", "answer_similarity", "answer_f1")
+RETRIEVAL_SCORERS = ("recall_at_k", "mrr", "hit_rate")  # need gold_doc_ids
+REFERENCE_SCORERS = ("answer_similarity", "answer_f1")  # need a reference_answer
+BUILTIN_SCORERS = (*RETRIEVAL_SCORERS, *REFERENCE_SCORERS)
 
 
 class RunOptions(_Strict):

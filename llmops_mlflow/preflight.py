@@ -7,13 +7,12 @@ import sqlite3
 from pathlib import Path
 
 from llmops_mlflow.cache import ResultCache
-from llmops_mlflow.config import JUDGE_METRICS, Sweep
+from llmops_mlflow.config import JUDGE_METRICS, RETRIEVAL_SCORERS, Sweep
 from llmops_mlflow.datasets import EvalDataset, check_gold_ids
 from llmops_mlflow.documents import Corpus
 from llmops_mlflow.embeddings import get_embeddings
 from llmops_mlflow.errors import ConfigError
 from llmops_mlflow.llms import get_chat_model
-from llmops_mlflow.scoring import RETRIEVAL_SCORERS
 from llmops_mlflow.secrets import api_key
 
 

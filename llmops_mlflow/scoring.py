@@ -154,9 +154,6 @@ def hallucination_scores(
     return {"hallucination_rate": flags, "groundedness": grounded}
 
 
-RETRIEVAL_SCORERS = ("recall_at_k", "mrr", "hit_rate")  # need gold_doc_ids
-REFERENCE_SCORERS = ("answer_similarity", "answer_f1")  # need a reference_answer
-
 SCORERS: dict[str, Scorer] = {
     "recall_at_k": recall_at_k,
     "mrr": reciprocal_rank,

@@ -28,6 +28,8 @@ from llmops_mlflow.chain import (
 )
 from llmops_mlflow.compare import paired_comparison, pareto_front, pareto_plot
 from llmops_mlflow.config import (
+    REFERENCE_SCORERS,
+    RETRIEVAL_SCORERS,
     JudgeConfig,
     RagConfig,
     ResolvedConfig,
@@ -45,14 +47,7 @@ from llmops_mlflow.judge import RagasJudge, estimate_judge
 from llmops_mlflow.llms import get_chat_model, is_deterministic, model_identity
 from llmops_mlflow.preflight import check_cache, check_sweep
 from llmops_mlflow.prompts import PromptTemplate
-from llmops_mlflow.scoring import (
-    REFERENCE_SCORERS,
-    RETRIEVAL_SCORERS,
-    Sample,
-    Score,
-    hallucination_scores,
-    score_all,
-)
+from llmops_mlflow.scoring import Sample, Score, hallucination_scores, score_all
 from llmops_mlflow.stats import bootstrap_mean, percentile
 
 logger = logging.getLogger(__name__)
